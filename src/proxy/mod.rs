@@ -1,0 +1,4 @@
+//! Forwarding to upstreams: the pooled client and the header rules applied on the way.
+
+pub mod client;
+pub mod headers;

@@ -1,0 +1,158 @@
+//! Running tollgate: bind the listeners, serve, reload on request, drain on shutdown.
+
+pub mod admin;
+pub mod listener;
+pub mod metrics;
+mod signals;
+mod sniff;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigError, Settings};
+use crate::gateway::handle::Gateway;
+use metrics::Metrics;
+pub use signals::serve;
+
+/// Why tollgate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({which}): {source}")]
+    Bind {
+        /// `server.listen` or `admin.listen`.
+        which: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// State shared by the listeners and every connection.
+#[derive(Debug)]
+pub struct Shared {
+    settings: Arc<ArcSwap<Settings>>,
+    gateway: Arc<Gateway>,
+    metrics: Arc<Metrics>,
+    open_connections: AtomicUsize,
+    /// Fires when shutdown begins: listeners stop, connections drain, `/readyz` says no.
+    draining: CancellationToken,
+}
+
+/// A started tollgate: both listeners bound and serving.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    config_path: PathBuf,
+    shared: Arc<Shared>,
+    connections: TaskTracker,
+    listeners: TaskTracker,
+}
+
+impl Running {
+    /// Loads the configuration at `config_path`, binds both listeners and starts serving.
+    pub async fn start(config_path: impl Into<PathBuf>) -> Result<Running, StartError> {
+        let config_path = config_path.into();
+        let settings = Settings::load(&config_path)?;
+        let bind = |which, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { which, addr, source })
+        };
+        let public = bind("server.listen", settings.server.listen).await?;
+        let admin = bind("admin.listen", settings.admin_listen).await?;
+        let local = |l: &TcpListener, which, addr| {
+            l.local_addr()
+                .map_err(|source| StartError::Bind { which, addr, source })
+        };
+        let addr = local(&public, "server.listen", settings.server.listen)?;
+        let admin_addr = local(&admin, "admin.listen", settings.admin_listen)?;
+
+        let settings = Arc::new(ArcSwap::from_pointee(settings));
+        let metrics = Arc::new(Metrics::new());
+        let shared = Arc::new(Shared {
+            gateway: Arc::new(Gateway::new(settings.clone(), metrics.clone())),
+            settings,
+            metrics,
+            open_connections: AtomicUsize::new(0),
+            draining: CancellationToken::new(),
+        });
+        let connections = TaskTracker::new();
+        let listeners = TaskTracker::new();
+        let stop = shared.draining.clone();
+        listeners.spawn(listener::accept_loop(public, shared.clone(), stop.clone(), connections.clone()));
+        listeners.spawn(admin::accept_loop(admin, shared.clone(), stop));
+        listeners.close();
+        Ok(Running {
+            addr,
+            admin_addr,
+            config_path,
+            shared,
+            connections,
+            listeners,
+        })
+    }
+
+    /// The public listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Re-reads the configuration file and swaps it in if it is valid as a whole; otherwise
+    /// the running configuration stays and the error is returned (and logged).
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        match Settings::load(&self.config_path) {
+            Ok(new) => {
+                let old = self.shared.settings.load();
+                if new.server.listen != old.server.listen || new.admin_listen != old.admin_listen {
+                    tracing::warn!("listen addresses changed; they take effect after a restart");
+                }
+                self.shared.settings.store(Arc::new(new));
+                self.shared.metrics.reload(true);
+                tracing::info!(file = %self.config_path.display(), "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.metrics.reload(false);
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `server.shutdown_timeout`,
+    /// then returns.
+    pub async fn shutdown(self) {
+        let deadline = self.shared.settings.load().server.shutdown_timeout;
+        self.shared.draining.cancel();
+        self.listeners.wait().await;
+        self.connections.close();
+        if tokio::time::timeout(deadline, self.connections.wait()).await.is_err() {
+            tracing::warn!(
+                open = self.connections.len(),
+                "shutdown timeout reached; closing remaining connections"
+            );
+        }
+    }
+}

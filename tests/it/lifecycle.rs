@@ -1,0 +1,163 @@
+//! Reload (good file swaps in, bad file changes nothing) and graceful shutdown (in-flight
+//! requests finish, new connections are refused, bounded by `shutdown_timeout`).
+
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::harness::{Config, TestGateway, TestUpstream, client, metric_value};
+
+const RELOAD_OK: &str = r#"tollgate_config_reloads_total{result="success"}"#;
+const RELOAD_FAILED: &str = r#"tollgate_config_reloads_total{result="failure"}"#;
+
+/// Which upstream answered a GET of `path` (by the port in `X-Test-Upstream`).
+async fn answered_by(gw: &TestGateway, path: &str) -> u16 {
+    let resp = client().get(gw.url(path)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp.headers()["x-test-upstream"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reload_with_a_good_file_changes_behaviour() {
+    let a = TestUpstream::start().await;
+    let b = TestUpstream::start().await;
+    let gw = TestGateway::start(&Config::new().route("/", &a.url()).build()).await;
+    assert_eq!(answered_by(&gw, "/x").await, a.addr.port());
+
+    let new_config = Config::new()
+        .route("/", &b.url())
+        .route("/only-a", &a.url())
+        .build();
+    gw.rewrite_config(&new_config);
+    gw.reload().expect("reload of a good file");
+
+    assert_eq!(answered_by(&gw, "/x").await, b.addr.port());
+    assert_eq!(answered_by(&gw, "/only-a/y").await, a.addr.port());
+    gw.wait_metric(RELOAD_OK, 1.0).await;
+}
+
+#[tokio::test]
+async fn reload_with_a_bad_file_keeps_the_running_config() {
+    let a = TestUpstream::start().await;
+    let b = TestUpstream::start().await;
+    let good = Config::new().route("/", &a.url()).build();
+    let gw = TestGateway::start(&good).await;
+
+    let bad_files = [
+        // unknown key
+        Config::new()
+            .server("no_such_key = 1")
+            .route("/", &b.url())
+            .build(),
+        // bad duration
+        Config::new()
+            .route_with("/", &b.url(), "timeout = \"soon\"")
+            .build(),
+        // not TOML at all
+        "this is [not toml".to_owned(),
+        // upstream with a path
+        Config::new().route("/", &format!("{}/base", b.url())).build(),
+    ];
+    for (i, bad) in bad_files.iter().enumerate() {
+        gw.rewrite_config(bad);
+        let err = gw.reload().expect_err("reload accepted a bad file");
+        assert!(!err.to_string().is_empty());
+        assert_eq!(answered_by(&gw, "/x").await, a.addr.port(), "after bad file {i}");
+        gw.wait_metric(RELOAD_FAILED, (i + 1) as f64).await;
+    }
+    assert!(b.received().is_empty());
+
+    let text = gw.metrics().await;
+    assert!(
+        metric_value(&text, RELOAD_OK).unwrap_or(0.0) == 0.0,
+        "a failed reload counted as success:\n{text}"
+    );
+
+    // The file fixed: the next reload works again.
+    gw.rewrite_config(&Config::new().route("/", &b.url()).build());
+    gw.reload().expect("reload after fixing the file");
+    assert_eq!(answered_by(&gw, "/x").await, b.addr.port());
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
+    let up = TestUpstream::start().await;
+    let config = Config::new()
+        .server("shutdown_timeout = \"10s\"")
+        .route("/", &up.url())
+        .build();
+    let gw = TestGateway::start(&config).await;
+    let addr = gw.addr;
+
+    let in_flight = tokio::spawn({
+        let url = gw.url("/slow?ms=1500");
+        async move {
+            let resp = client().get(url).send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    });
+    up.wait_received(1).await;
+
+    let started = Instant::now();
+    let shutdown = tokio::spawn(gw.shutdown());
+
+    // New connections are refused soon after shutdown starts.
+    let refused = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            if TcpStream::connect(addr).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "still accepting connections 1 s into shutdown");
+
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("in-flight request did not finish")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "slow done");
+
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown did not return")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    assert_eq!(up.received().len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_after_shutdown_timeout() {
+    let up = TestUpstream::start().await;
+    let config = Config::new()
+        .server("shutdown_timeout = \"1s\"")
+        .route("/", &up.url())
+        .build();
+    let gw = TestGateway::start(&config).await;
+
+    let in_flight = tokio::spawn({
+        let url = gw.url("/slow?ms=8000");
+        async move { client().get(url).send().await.map(|r| r.status()) }
+    });
+    up.wait_received(1).await;
+
+    let started = Instant::now();
+    gw.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(800),
+        "shutdown returned after {took:?}, before shutdown_timeout"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "shutdown took {took:?} with a 1 s shutdown_timeout"
+    );
+    in_flight.abort();
+}
