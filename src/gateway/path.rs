@@ -9,28 +9,28 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     /// The path does not begin with `/` (this includes `*` and the empty path).
-    #[error("request path must begin with '/'")]
+    #[error("path must begin with '/'")]
     NotAbsolute,
     /// A `%` is not followed by two hexadecimal digits.
-    #[error("request path contains an invalid percent-encoding")]
+    #[error("path contains an invalid percent-encoding")]
     InvalidPercentEncoding,
     /// The path contains `%2F`.
-    #[error("request path contains an encoded slash")]
+    #[error("path contains an encoded slash")]
     EncodedSlash,
     /// The path contains `%5C`.
-    #[error("request path contains an encoded backslash")]
+    #[error("path contains an encoded backslash")]
     EncodedBackslash,
     /// The path contains `%00`.
-    #[error("request path contains an encoded NUL")]
+    #[error("path contains an encoded NUL")]
     EncodedNul,
     /// The path contains a literal `\`.
-    #[error("request path contains a backslash")]
+    #[error("path contains a backslash")]
     Backslash,
     /// The path contains a control character, literal or percent-encoded.
-    #[error("request path contains a control character")]
+    #[error("path contains a control character")]
     ControlCharacter,
     /// A `.` or `..` segment carries a `;` parameter, such as `..;`.
-    #[error("request path contains a dot segment with a parameter")]
+    #[error("path contains a dot segment with a parameter")]
     DotSegmentParameter,
 }
 

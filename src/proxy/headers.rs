@@ -162,11 +162,18 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded, proto: &str, host
     if let Ok(value) = xff {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    if let Ok(value) = HeaderValue::from_str(fwd.proto.as_deref().unwrap_or(proto)) {
-        headers.insert(X_FORWARDED_PROTO, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(fwd.host.as_deref().unwrap_or(host)) {
-        headers.insert(X_FORWARDED_HOST, value);
+    // An empty or unsendable value (say, a request without a Host) is left out rather than
+    // sent as a blank header that upstreams would have to second-guess.
+    let own = [
+        (X_FORWARDED_PROTO, fwd.proto.as_deref().unwrap_or(proto)),
+        (X_FORWARDED_HOST, fwd.host.as_deref().unwrap_or(host)),
+    ];
+    for (name, value) in own {
+        if let Ok(value) = HeaderValue::from_str(value)
+            && !value.is_empty()
+        {
+            headers.insert(name, value);
+        }
     }
 }
 
@@ -302,10 +309,7 @@ mod tests {
             "X-User-Id: a | x-user-id: b | x-user-id: c | X_User_Id: d | x_user-id: e |",
             "X-User-Idx: kept | X-User-Email: f",
         ));
-        let names = [
-            HeaderName::from_static("x-user-id"),
-            HeaderName::from_static("x-user-email"),
-        ];
+        let names = ["x-user-id", "x-user-email"].map(HeaderName::from_static);
         strip_named(&mut headers, &names);
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["x-user-idx"], "kept");
@@ -395,6 +399,10 @@ mod tests {
         assert_eq!(headers.len(), 4);
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "outer.example");
+
+        let mut headers = map("X-Forwarded-Host: evil");
+        set_forwarded(&mut headers, &Forwarded { host: None, ..fwd }, "http", "");
+        assert!(headers.get(X_FORWARDED_HOST).is_none());
     }
 
     #[test]

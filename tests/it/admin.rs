@@ -47,7 +47,10 @@ async fn metrics_after_some_requests() {
         .wait_metric(r#"tollgate_requests_total{route="app",status="200"}"#, 3.0)
         .await;
     assert_eq!(
-        metric_value(&text, r#"tollgate_requests_total{route="api",status="200"}"#),
+        metric_value(
+            &text,
+            r#"tollgate_requests_total{route="api",status="200"}"#
+        ),
         Some(1.0),
         "{text}"
     );

@@ -97,7 +97,10 @@ async fn sighup_reloads_the_config_file() {
     assert_eq!(a.received().len(), 1);
 
     // A bad file first: nothing changes, the failure is counted.
-    let bad = Config::new().server("nope = true").route("/", &b.url()).build();
+    let bad = Config::new()
+        .server("nope = true")
+        .route("/", &b.url())
+        .build();
     std::fs::write(&path, bad).unwrap();
     proc.signal("HUP");
     let metrics_url = format!("http://{admin}/metrics");
@@ -122,7 +125,14 @@ async fn sighup_reloads_the_config_file() {
 async fn wait_for_metric(url: &str, series: &str, value: f64) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let text = client().get(url).send().await.unwrap().text().await.unwrap();
+        let text = client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if metric_value(&text, series) == Some(value) {
             return;
         }
@@ -144,7 +154,10 @@ async fn check_config_accepts_a_good_file() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.to_ascii_lowercase().contains("ok"), "stdout: {stdout}");
+    assert!(
+        stdout.to_ascii_lowercase().contains("ok"),
+        "stdout: {stdout}"
+    );
 }
 
 async fn assert_check_config_rejects(config: &str, needle: &str, key: &str) {
@@ -159,7 +172,10 @@ async fn assert_check_config_rejects(config: &str, needle: &str, key: &str) {
 /// The message names the file, the line and the key.
 pub fn assert_location(message: &str, path: &Path, line: usize, key: &str) {
     let location = format!("{}:{line}", path.display());
-    assert!(message.contains(&location), "{location:?} not in: {message}");
+    assert!(
+        message.contains(&location),
+        "{location:?} not in: {message}"
+    );
     assert!(message.contains(key), "{key:?} not in: {message}");
 }
 

@@ -97,10 +97,15 @@ fn bad_duration_names_file_line_and_key() {
 fn bad_values_are_refused() {
     let cases = [
         (
-            Config::new().route("/", "http://127.0.0.1:3000/base").build(),
+            Config::new()
+                .route("/", "http://127.0.0.1:3000/base")
+                .build(),
             "upstream",
         ),
-        (Config::new().route("/", "ftp://127.0.0.1:21").build(), "upstream"),
+        (
+            Config::new().route("/", "ftp://127.0.0.1:21").build(),
+            "upstream",
+        ),
         (
             Config::new()
                 .server("trusted_proxies = [\"not-a-cidr\"]")

@@ -51,7 +51,11 @@ async fn not_found_in_json_and_html() {
     )
     .await;
     assert_html_error(&resp, 404, "notFound");
-    let resp = raw::send(gw.addr, &raw::get("/auth/login", "app.test", &[BROWSER_ACCEPT])).await;
+    let resp = raw::send(
+        gw.addr,
+        &raw::get("/auth/login", "app.test", &[BROWSER_ACCEPT]),
+    )
+    .await;
     assert_html_error(&resp, 404, "notFound");
     assert!(up.received().is_empty());
 }
@@ -100,7 +104,10 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
     let resp = raw::send(gw.addr, &raw::get("/slow?ms=5000", "app.test", &[])).await;
     let took = started.elapsed();
     assert_json_error(&resp, 504, "upstreamTimeout");
-    assert!(took >= Duration::from_millis(250), "504 after only {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "504 after only {took:?}"
+    );
     assert!(took < Duration::from_secs(3), "504 only after {took:?}");
 
     let resp = raw::send(

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 pub use gateway::{Config, TestGateway, client, dead_upstream, metric_value};
 pub use process::ServeProcess;
-pub use raw::RawResponse;
 pub use upstream::{Received, TestUpstream};
 
 /// The bound on any single wait in these tests.

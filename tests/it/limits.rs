@@ -135,7 +135,9 @@ async fn connections_over_the_cap_get_503() {
         let _ = s
             .write_all(raw::get("/again", "app.test", &[]).as_bytes())
             .await;
-        let resp = tokio::time::timeout(WAIT, read_response(&mut s)).await.unwrap();
+        let resp = tokio::time::timeout(WAIT, read_response(&mut s))
+            .await
+            .unwrap();
         if matches!(&resp, Ok(r) if r.status == 200) {
             break;
         }

@@ -197,7 +197,10 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 
     let got = up.last();
     let seen = identity_headers_seen(&got, &["x-user-id", "x-user-name", "x-user-roles"]);
-    assert!(seen.is_empty(), "identity headers reached upstream: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "identity headers reached upstream: {seen:?}"
+    );
     assert_eq!(got.header("x-other"), Some("fine"));
 }
 
@@ -219,7 +222,10 @@ async fn configured_identity_header_names_are_removed_too() {
     let resp = raw::send(gw.addr, req).await;
     assert_eq!(resp.status, 200);
     let seen = identity_headers_seen(&up.last(), &["x-auth-uid", "x-auth-login", "x-auth-groups"]);
-    assert!(seen.is_empty(), "identity headers reached upstream: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "identity headers reached upstream: {seen:?}"
+    );
 }
 
 #[tokio::test]

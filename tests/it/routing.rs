@@ -38,7 +38,11 @@ impl TwoRoutes {
             before.0 + 1,
             "{target} did not reach /admin upstream"
         );
-        assert_eq!(self.root.received().len(), before.1, "{target} reached / upstream");
+        assert_eq!(
+            self.root.received().len(),
+            before.1,
+            "{target} reached / upstream"
+        );
         assert_eq!(self.admin.last().uri, expected, "{target}");
     }
 
@@ -47,8 +51,16 @@ impl TwoRoutes {
         let before = (self.admin.received().len(), self.root.received().len());
         let resp = self.get(target).await;
         assert_eq!(resp.status, 200, "{target}: {}", resp.text());
-        assert_eq!(self.admin.received().len(), before.0, "{target} reached /admin");
-        assert_eq!(self.root.received().len(), before.1 + 1, "{target} missed /");
+        assert_eq!(
+            self.admin.received().len(),
+            before.0,
+            "{target} reached /admin"
+        );
+        assert_eq!(
+            self.root.received().len(),
+            before.1 + 1,
+            "{target} missed /"
+        );
         assert_eq!(self.root.last().uri, expected, "{target}");
     }
 
@@ -87,7 +99,11 @@ async fn encoded_dot_segments_never_escape() {
     let t = TwoRoutes::start().await;
     for target in ["/pub/%2e%2e/admin", "/pub/%2E%2E/admin", "/pub/.%2e/admin"] {
         let resp = t.get(target).await;
-        assert!(t.root.received().is_empty(), "{target} reached /: {:?}", t.root.received());
+        assert!(
+            t.root.received().is_empty(),
+            "{target} reached /: {:?}",
+            t.root.received()
+        );
         match resp.status {
             400 => assert_eq!(resp.json()["message"], "invalidRequest", "{target}"),
             200 => assert_eq!(t.admin.last().uri, "/admin", "{target}"),
@@ -99,8 +115,11 @@ async fn encoded_dot_segments_never_escape() {
 #[tokio::test]
 async fn query_is_passed_unchanged() {
     let t = TwoRoutes::start().await;
-    t.expect_admin("/pub/../admin?next=%2F..%2Fx&a=1&a=2", "/admin?next=%2F..%2Fx&a=1&a=2")
-        .await;
+    t.expect_admin(
+        "/pub/../admin?next=%2F..%2Fx&a=1&a=2",
+        "/admin?next=%2F..%2Fx&a=1&a=2",
+    )
+    .await;
     t.expect_root("/search?q=a+b&q=%20c", "/search?q=a+b&q=%20c")
         .await;
 }
@@ -202,7 +221,14 @@ async fn auth_prefix_never_reaches_an_upstream() {
     let config = Config::new().route("/", &up.url()).build();
     let gw = TestGateway::start(&config).await;
 
-    for target in ["/auth", "/auth/", "/auth/login", "/pub/../auth/me", "//auth/x", "/%61uth/x"] {
+    for target in [
+        "/auth",
+        "/auth/",
+        "/auth/login",
+        "/pub/../auth/me",
+        "//auth/x",
+        "/%61uth/x",
+    ] {
         let resp = raw::send(gw.addr, &raw::get(target, "app.test", &[])).await;
         assert_eq!(resp.status, 404, "{target}");
         assert_eq!(resp.json()["message"], "notFound", "{target}");

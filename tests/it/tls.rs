@@ -141,7 +141,10 @@ async fn reload_swaps_the_certificate() {
     assert_eq!(resp.status(), 200);
 
     // A broken key file is refused and the second certificate stays in use.
-    gw.write_file("key.pem", "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n");
+    gw.write_file(
+        "key.pem",
+        "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+    );
     assert!(gw.reload().is_err(), "reload accepted a broken key");
     let resp = tls_client(&cert2, gw.addr, true)
         .get(&url)

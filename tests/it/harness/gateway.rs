@@ -2,7 +2,7 @@
 //! builder for the TOML the tests start it with.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -58,11 +58,6 @@ impl TestGateway {
         format!("http://{}{path}", self.admin_addr)
     }
 
-    /// The folder holding the config file.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Overwrites the config file (does not reload).
     pub fn rewrite_config(&self, config: &str) {
         std::fs::write(&self.config_path, config).unwrap();
@@ -115,15 +110,13 @@ impl TestGateway {
 
 /// The value of one series (`name{labels}` exactly as exposed) in Prometheus text.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let rest = l.strip_prefix(series)?;
-            if !rest.starts_with(' ') {
-                return None;
-            }
-            rest.split_whitespace().next()?.parse().ok()
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        if !rest.starts_with(' ') {
+            return None;
+        }
+        rest.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// A plain-HTTP reqwest client (HTTP/1.1, bounded, no connection reuse surprises).
