@@ -58,7 +58,10 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(addr).await?;
-    println!("demo upstream listening on http://{}", listener.local_addr()?);
+    println!(
+        "demo upstream listening on http://{}",
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {

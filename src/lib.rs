@@ -3,7 +3,10 @@
 //! The binary in `main.rs` is a thin command line over this library; the integration tests
 //! drive the same public surface.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod config;
 pub mod gateway;

@@ -68,7 +68,10 @@ fn serve(config: PathBuf) -> ExitCode {
     };
     tollgate::telemetry::init(&settings.log);
     drop(settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -18,7 +18,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}` (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     value
         .checked_mul(millis_per_unit)
@@ -53,7 +57,17 @@ mod tests {
 
     #[test]
     fn refusals() {
-        for bad in ["", "90", "s", "1.5s", "-1s", "5 m", "5M", "10y", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "90",
+            "s",
+            "1.5s",
+            "-1s",
+            "5 m",
+            "5M",
+            "10y",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -193,7 +193,9 @@ fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>,
             entry
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| serde::de::Error::custom(format!("`{entry}` is not a CIDR or IP address")))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("`{entry}` is not a CIDR or IP address"))
+                })
         })
         .collect()
 }

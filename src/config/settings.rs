@@ -96,7 +96,11 @@ pub struct IdentityHeaders {
 impl IdentityHeaders {
     /// All configured names, for stripping client copies.
     pub fn all(&self) -> [HeaderName; 3] {
-        [self.user_id.clone(), self.username.clone(), self.roles.clone()]
+        [
+            self.user_id.clone(),
+            self.username.clone(),
+            self.roles.clone(),
+        ]
     }
 }
 
@@ -128,7 +132,11 @@ fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             key,
             inner.message().trim_end(),
         );
-        if error.key.as_deref().is_some_and(|k| k.is_empty() || k == ".") {
+        if error
+            .key
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k == ".")
+        {
             error.key = None;
         }
         error
@@ -162,10 +170,11 @@ impl Validator<'_> {
             Some(section) => {
                 let cert = self.relative(section.cert.get_ref());
                 let key = self.relative(section.key.get_ref());
-                let config = load_server_config(&cert, &key).map_err(|(which, msg)| match which {
-                    TlsFile::Cert => self.error(&section.cert, "server.tls.cert", msg),
-                    TlsFile::Key => self.error(&section.key, "server.tls.key", msg),
-                })?;
+                let config =
+                    load_server_config(&cert, &key).map_err(|(which, msg)| match which {
+                        TlsFile::Cert => self.error(&section.cert, "server.tls.cert", msg),
+                        TlsFile::Key => self.error(&section.key, "server.tls.key", msg),
+                    })?;
                 Some(TlsSettings {
                     acceptor: tokio_rustls::TlsAcceptor::from(config),
                 })
@@ -182,7 +191,10 @@ impl Validator<'_> {
             .map(|(i, r)| self.route(i, r))
             .collect::<Result<Vec<_>, _>>()?;
         if routes.is_empty() {
-            return Err(ConfigError::file(self.path, "at least one [[routes]] entry is required"));
+            return Err(ConfigError::file(
+                self.path,
+                "at least one [[routes]] entry is required",
+            ));
         }
         Ok(Settings {
             source: self.path.to_path_buf(),
@@ -231,7 +243,8 @@ impl Validator<'_> {
     /// A canonical path prefix without trailing slash.
     fn prefix(&self, value: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
         let raw = value.get_ref();
-        let canonical = canonicalise(raw).map_err(|e| self.error(value, key, format!("`{raw}`: {e}")))?;
+        let canonical =
+            canonicalise(raw).map_err(|e| self.error(value, key, format!("`{raw}`: {e}")))?;
         let trimmed = canonical.trim_end_matches('/');
         if trimmed != raw.trim_end_matches('/') {
             let msg = format!("`{raw}` is not canonical; write `{canonical}`");
@@ -241,8 +254,13 @@ impl Validator<'_> {
     }
 
     fn header(&self, name: &Spanned<String>, key: &str) -> Result<HeaderName, ConfigError> {
-        HeaderName::from_bytes(name.get_ref().as_bytes())
-            .map_err(|_| self.error(name, key, format!("`{}` is not a header name", name.get_ref())))
+        HeaderName::from_bytes(name.get_ref().as_bytes()).map_err(|_| {
+            self.error(
+                name,
+                key,
+                format!("`{}` is not a header name", name.get_ref()),
+            )
+        })
     }
 
     fn route(&self, index: usize, route: &RouteSection) -> Result<Route, ConfigError> {
@@ -265,13 +283,17 @@ impl Validator<'_> {
                 Some(h.get_ref().trim_end_matches('.').to_ascii_lowercase())
             }
             Some(h) => {
-                let msg = format!("`{}` is not a host name (no port, scheme or path)", h.get_ref());
+                let msg = format!(
+                    "`{}` is not a host name (no port, scheme or path)",
+                    h.get_ref()
+                );
                 return Err(self.error(h, &key("host"), msg));
             }
         };
-        let name = route.name.clone().unwrap_or_else(|| {
-            format!("{}{}", host.as_deref().unwrap_or(""), prefix)
-        });
+        let name = route
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", host.as_deref().unwrap_or(""), prefix));
         Ok(Route {
             name: Arc::new(name),
             host,
@@ -285,9 +307,9 @@ impl Validator<'_> {
 
 fn valid_host(host: &str) -> bool {
     !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'))
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        })
         && crate::gateway::route::host_without_port(host) == host.trim_end_matches('.')
 }
 

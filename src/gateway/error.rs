@@ -111,7 +111,9 @@ pub fn error_response(status: StatusCode, code: &'static str, html: bool) -> Res
 
 /// A complete in-memory body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 #[cfg(test)]
@@ -128,25 +130,37 @@ mod tests {
         let json = GatewayError::NotFound.into_response(false);
         assert_eq!(json.status(), StatusCode::NOT_FOUND);
         assert_eq!(json.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(body_text(json).await, r#"{"success":false,"message":"notFound"}"#);
+        assert_eq!(
+            body_text(json).await,
+            r#"{"success":false,"message":"notFound"}"#
+        );
 
         let page = GatewayError::UpstreamTimeout.into_response(true);
         assert_eq!(page.status(), StatusCode::GATEWAY_TIMEOUT);
         let text = body_text(page).await;
-        assert!(text.contains("504") && text.contains("upstreamTimeout"), "{text}");
+        assert!(
+            text.contains("504") && text.contains("upstreamTimeout"),
+            "{text}"
+        );
     }
 
     #[test]
     fn missing_token_challenges() {
         let r = GatewayError::MissingToken.into_response(false);
-        assert_eq!(r.headers()[http::header::WWW_AUTHENTICATE], "Bearer realm=\"tollgate\"");
+        assert_eq!(
+            r.headers()[http::header::WWW_AUTHENTICATE],
+            "Bearer realm=\"tollgate\""
+        );
     }
 
     #[test]
     fn accept_detection() {
         let mut h = HeaderMap::new();
         assert!(!wants_html(&h));
-        h.insert(http::header::ACCEPT, HeaderValue::from_static("text/html,*/*;q=0.8"));
+        h.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("text/html,*/*;q=0.8"),
+        );
         assert!(wants_html(&h));
     }
 }

@@ -87,7 +87,8 @@ impl Gateway {
             }
         };
         let status = response.status().as_u16();
-        self.metrics.request(ctx.route.as_ref().map(|r| &r.name), status);
+        self.metrics
+            .request(ctx.route.as_ref().map(|r| &r.name), status);
         tracing::info!(
             target: "tollgate::access",
             method = %method,
@@ -120,7 +121,8 @@ impl Gateway {
             .clone();
         ctx.route = Some(route.clone());
         authenticate(&route)?;
-        let client_upgrade = headers_ask_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+        let client_upgrade =
+            headers_ask_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
         let upstream_request = prepare_upstream_request(ctx, &route, &path, request)?;
         let sent = Instant::now();
         let mut response = tokio::time::timeout(route.timeout, self.client.send(upstream_request))
@@ -201,13 +203,21 @@ fn prepare_upstream_request(
         &ctx.settings.server.trusted_proxies,
     );
     let proto = if ctx.conn.tls { "https" } else { "http" };
-    headers::set_forwarded(&mut parts.headers, &forwarded, proto, host.as_deref().unwrap_or(""));
+    headers::set_forwarded(
+        &mut parts.headers,
+        &forwarded,
+        proto,
+        host.as_deref().unwrap_or(""),
+    );
     if let Some(host) = &host {
-        let value = HeaderValue::from_str(host).map_err(|_| GatewayError::InvalidRequest("bad host"))?;
+        let value =
+            HeaderValue::from_str(host).map_err(|_| GatewayError::InvalidRequest("bad host"))?;
         parts.headers.insert(HOST, value);
     }
     if let Some(protocol) = upgrade {
-        parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, protocol);
     }
     let path_and_query = match parts.uri.query() {
@@ -256,4 +266,3 @@ impl std::fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
-

@@ -121,8 +121,10 @@ pub struct RouteTable {
 impl RouteTable {
     /// Orders `routes` for lookup.
     pub fn new(routes: Vec<Route>) -> RouteTable {
-        let (mut with_host, mut any_host): (Vec<_>, Vec<_>) =
-            routes.into_iter().map(Arc::new).partition(|r| r.host.is_some());
+        let (mut with_host, mut any_host): (Vec<_>, Vec<_>) = routes
+            .into_iter()
+            .map(Arc::new)
+            .partition(|r| r.host.is_some());
         // Stable sort: among equal prefixes the earlier route in the file wins.
         with_host.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         any_host.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -137,7 +139,9 @@ impl RouteTable {
         let host = host.map(host_without_port);
         let by_host = host.and_then(|h| {
             self.with_host.iter().find(|r| {
-                r.host.as_deref().is_some_and(|rh| rh.eq_ignore_ascii_case(h))
+                r.host
+                    .as_deref()
+                    .is_some_and(|rh| rh.eq_ignore_ascii_case(h))
                     && under_prefix(path, &r.prefix)
             })
         });
@@ -230,7 +234,10 @@ mod tests {
     #[test]
     fn policies() {
         assert_eq!(Policy::parse("public"), Ok(Policy::Public));
-        assert_eq!(Policy::parse("role:admin"), Ok(Policy::Role("admin".into())));
+        assert_eq!(
+            Policy::parse("role:admin"),
+            Ok(Policy::Role("admin".into()))
+        );
         assert!(Policy::parse("role:").is_err());
         assert!(Policy::parse("role:a b").is_err());
         assert!(Policy::parse("Public").is_err());
@@ -240,7 +247,13 @@ mod tests {
     fn upstreams() {
         assert!(Upstream::parse("http://127.0.0.1:3000").is_ok());
         assert!(Upstream::parse("http://app.internal/").is_ok());
-        for bad in ["127.0.0.1:3000", "ftp://x", "http://x/base", "http://u:p@x", "http://x/?a"] {
+        for bad in [
+            "127.0.0.1:3000",
+            "ftp://x",
+            "http://x/base",
+            "http://u:p@x",
+            "http://x/?a",
+        ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
     }

@@ -59,11 +59,21 @@ fn answer<B>(shared: &Shared, request: &Request<B>) -> Response<Body> {
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
-        "/readyz" if shared.draining.is_cancelled() => {
-            text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n".into())
-        }
-        "/readyz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n".into()),
-        "/metrics" => text(StatusCode::OK, METRICS_CONTENT_TYPE, shared.metrics.render()),
+        "/readyz" if shared.draining.is_cancelled() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "draining\n".into(),
+        ),
+        "/readyz" => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ready\n".into(),
+        ),
+        "/metrics" => text(
+            StatusCode::OK,
+            METRICS_CONTENT_TYPE,
+            shared.metrics.render(),
+        ),
         _ => error_response(StatusCode::NOT_FOUND, "notFound", false),
     }
 }

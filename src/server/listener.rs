@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::sniff::{Protocol, Sniffed};
 use super::Shared;
+use super::sniff::{Protocol, Sniffed};
 use crate::config::Settings;
 use crate::gateway::handle::ConnInfo;
 
@@ -70,8 +70,10 @@ struct ConnectionSlot {
 impl ConnectionSlot {
     fn acquire(shared: &Arc<Shared>, cap: usize) -> Option<ConnectionSlot> {
         let open: &AtomicUsize = &shared.open_connections;
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
-            .ok()?;
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < cap).then_some(n + 1)
+        })
+        .ok()?;
         shared.metrics.connection_opened();
         Some(ConnectionSlot {
             shared: shared.clone(),
@@ -86,7 +88,12 @@ impl Drop for ConnectionSlot {
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     // One snapshot per connection: limits and the certificate in force when it opened.
     let settings = shared.settings.load_full();
     let Some(_slot) = ConnectionSlot::acquire(&shared, settings.server.max_connections) else {
@@ -102,7 +109,16 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     };
     let _ = stream.set_nodelay(true);
     match &settings.server.tls {
-        None => serve(stream, ConnInfo { peer, tls: false }, &settings, shared.clone(), stop).await,
+        None => {
+            serve(
+                stream,
+                ConnInfo { peer, tls: false },
+                &settings,
+                shared.clone(),
+                stop,
+            )
+            .await
+        }
         Some(tls) => {
             let handshake = tls.acceptor.accept(stream);
             match tokio::time::timeout(settings.server.tls_handshake_timeout, handshake).await {
@@ -117,8 +133,13 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     }
 }
 
-async fn serve<IO>(io: IO, conn: ConnInfo, settings: &Settings, shared: Arc<Shared>, stop: CancellationToken)
-where
+async fn serve<IO>(
+    io: IO,
+    conn: ConnInfo,
+    settings: &Settings,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &settings.server;

@@ -61,7 +61,11 @@ impl Metrics {
         let upstream_seconds = HistogramFamily::new_with_constructor(latency_histogram);
         let open_connections = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("requests", "Requests answered, by route and status", requests.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
         registry.register(
             "upstream_duration_seconds",
             "Time from forwarding a request to the upstream's response headers",
@@ -72,7 +76,11 @@ impl Metrics {
             "Client connections currently open",
             open_connections.clone(),
         );
-        registry.register("config_reloads", "Configuration reloads, by result", reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
         // Make both reload series visible from the start, so alerts can watch `failure`.
         for result in ["success", "failure"] {
             let _ = reloads.get_or_create(&ReloadLabels { result });

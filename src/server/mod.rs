@@ -73,13 +73,20 @@ impl Running {
         let bind = |which, addr| async move {
             TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartError::Bind { which, addr, source })
+                .map_err(|source| StartError::Bind {
+                    which,
+                    addr,
+                    source,
+                })
         };
         let public = bind("server.listen", settings.server.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
         let local = |l: &TcpListener, which, addr| {
-            l.local_addr()
-                .map_err(|source| StartError::Bind { which, addr, source })
+            l.local_addr().map_err(|source| StartError::Bind {
+                which,
+                addr,
+                source,
+            })
         };
         let addr = local(&public, "server.listen", settings.server.listen)?;
         let admin_addr = local(&admin, "admin.listen", settings.admin_listen)?;
@@ -96,7 +103,12 @@ impl Running {
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
         let stop = shared.draining.clone();
-        listeners.spawn(listener::accept_loop(public, shared.clone(), stop.clone(), connections.clone()));
+        listeners.spawn(listener::accept_loop(
+            public,
+            shared.clone(),
+            stop.clone(),
+            connections.clone(),
+        ));
         listeners.spawn(admin::accept_loop(admin, shared.clone(), stop));
         listeners.close();
         Ok(Running {
@@ -148,7 +160,10 @@ impl Running {
         self.shared.draining.cancel();
         self.listeners.wait().await;
         self.connections.close();
-        if tokio::time::timeout(deadline, self.connections.wait()).await.is_err() {
+        if tokio::time::timeout(deadline, self.connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 open = self.connections.len(),
                 "shutdown timeout reached; closing remaining connections"

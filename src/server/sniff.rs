@@ -80,7 +80,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Sniffed<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Sniffed<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
