@@ -8,10 +8,16 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod auth;
+pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod endpoints;
 pub mod gateway;
 pub mod proxy;
 pub mod server;
+pub mod sessions;
+pub mod store;
 pub mod telemetry;
 
 /// The body type of every response tollgate produces, proxied or its own.

@@ -14,5 +14,6 @@ mod it {
     mod limits;
     mod proxy;
     mod routing;
+    pub mod store;
     mod tls;
 }

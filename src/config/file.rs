@@ -25,6 +25,20 @@ pub struct FileConfig {
     /// `[log]`: log format and level.
     #[serde(default)]
     pub log: LogSection,
+    /// `[database]`: where users live.
+    #[serde(default)]
+    pub database: DatabaseSection,
+    /// `[sessions]`: session store and timeouts.
+    #[serde(default)]
+    pub sessions: SessionsSection,
+    /// `[tokens]`: access-token keys and lifetimes (required).
+    pub tokens: Option<Spanned<TokensSection>>,
+    /// `[cookies]`: browser cookie attributes.
+    #[serde(default)]
+    pub cookies: CookiesSection,
+    /// `[login]`: registration and password rules.
+    #[serde(default)]
+    pub login: LoginSection,
     /// `[identity_headers]`: header names upstreams receive.
     #[serde(default)]
     pub identity_headers: IdentityHeadersSection,
@@ -59,6 +73,8 @@ pub struct ServerSection {
     pub max_header_bytes: Spanned<usize>,
     /// Open client connections allowed at once.
     pub max_connections: Spanned<usize>,
+    /// Largest request body tollgate's own endpoints read.
+    pub max_body_bytes: usize,
     /// `[server.tls]`: serve HTTPS when present.
     pub tls: Option<TlsSection>,
 }
@@ -73,6 +89,7 @@ impl Default for ServerSection {
             tls_handshake_timeout: Duration::from_secs(10),
             max_header_bytes: Spanned::new(0..0, 32 * 1024),
             max_connections: Spanned::new(0..0, 10_000),
+            max_body_bytes: 64 * 1024,
             tls: None,
         }
     }
@@ -86,6 +103,183 @@ pub struct TlsSection {
     pub cert: Spanned<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Spanned<PathBuf>,
+}
+
+/// `[database]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// `sqlite://PATH` or `mysql://user@host:port/db`.
+    pub url: Spanned<String>,
+    /// File holding the database password (else credential `db-password`, else
+    /// `$TOLLGATE_DB_PASSWORD`, else the URL's own).
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// Longest any database call may take before the request gets 503.
+    #[serde(with = "serde_duration")]
+    pub timeout: Duration,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            url: Spanned::new(0..0, "sqlite://var/tollgate.db".to_string()),
+            password_file: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[sessions]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// `memory`.
+    pub store: Spanned<String>,
+    /// A session unused this long ends.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after login whatever happens.
+    #[serde(with = "serde_duration")]
+    pub absolute_timeout: Duration,
+    /// Most sessions the memory store holds.
+    pub max_sessions: Spanned<usize>,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        SessionsSection {
+            store: Spanned::new(0..0, "memory".to_string()),
+            idle_timeout: Duration::from_secs(300),
+            absolute_timeout: Duration::from_secs(86_400),
+            max_sessions: Spanned::new(0..0, 1_000_000),
+        }
+    }
+}
+
+/// `[tokens]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensSection {
+    /// `iss` of every token.
+    pub issuer: Spanned<String>,
+    /// `aud` of gateway tokens.
+    #[serde(default = "default_audience")]
+    pub audience: Spanned<String>,
+    /// `RS256`, `ES256` or `EdDSA`.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: Spanned<String>,
+    /// PKCS#8 PEM private key (else credential `signing-key`, else `$TOLLGATE_SIGNING_KEY`).
+    pub signing_key_file: Option<Spanned<PathBuf>>,
+    /// Explicit key id; default the RFC 7638 thumbprint.
+    pub kid: Option<String>,
+    /// Older public keys that still verify (rotation).
+    #[serde(default)]
+    pub verify_key_files: Vec<Spanned<PathBuf>>,
+    /// Lifetime of an access token.
+    #[serde(default = "default_access_ttl", with = "serde_duration")]
+    pub access_ttl: Duration,
+    /// A session's token is re-signed at most this often.
+    #[serde(default = "default_reissue", with = "serde_duration")]
+    pub reissue_interval: Duration,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "serde_duration")]
+    pub leeway: Duration,
+}
+
+fn default_audience() -> Spanned<String> {
+    Spanned::new(0..0, "tollgate".to_string())
+}
+
+fn default_algorithm() -> Spanned<String> {
+    Spanned::new(0..0, "RS256".to_string())
+}
+
+fn default_access_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_reissue() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[cookies]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiesSection {
+    /// `false` only for plain-http local use.
+    pub secure: bool,
+    /// Name of the access-token cookie.
+    pub access_name: Option<Spanned<String>>,
+    /// Name of the refresh-token cookie.
+    pub refresh_name: Option<Spanned<String>>,
+}
+
+impl Default for CookiesSection {
+    fn default() -> Self {
+        CookiesSection {
+            secure: true,
+            access_name: None,
+            refresh_name: None,
+        }
+    }
+}
+
+/// `[login]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSection {
+    /// Whether `POST P/register` is open.
+    pub registration: bool,
+    /// Shortest password accepted, in characters.
+    pub min_password_length: Spanned<usize>,
+    /// Password hashes computed at once; default the CPU count.
+    pub max_concurrent_hashes: Option<Spanned<usize>>,
+    /// How long a login waits for a hashing slot before 503 `serverBusy`.
+    #[serde(with = "serde_duration")]
+    pub hash_wait: Duration,
+    /// Hosts `rd` may point at besides relative paths.
+    pub allowed_redirect_hosts: Vec<String>,
+    /// `[login.argon2]`.
+    pub argon2: Argon2Section,
+}
+
+impl Default for LoginSection {
+    fn default() -> Self {
+        LoginSection {
+            registration: true,
+            min_password_length: Spanned::new(0..0, 8),
+            max_concurrent_hashes: None,
+            hash_wait: Duration::from_secs(2),
+            allowed_redirect_hosts: Vec::new(),
+            argon2: Argon2Section::default(),
+        }
+    }
+}
+
+/// `[login.argon2]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Section {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Section {
+    fn default() -> Self {
+        Argon2Section {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
 }
 
 /// `[admin]`.

@@ -12,10 +12,16 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::error::ConfigError;
-use super::file::{FileConfig, LogFormat, RouteSection};
+use super::file::{
+    CookiesSection, FileConfig, LogFormat, LoginSection, RouteSection, TokensSection,
+};
+use crate::auth::keys::{Algorithm, Keyring};
+use crate::auth::password::{Argon2Cost, PasswordHasher};
+use crate::auth::token::TokenRules;
 use crate::gateway::path::canonicalise;
 use crate::gateway::route::{Policy, Route, RouteTable, Upstream};
 use crate::server::tls::{TlsFile, load_server_config};
+use crate::store::DatabaseTarget;
 
 /// The smallest header buffer the HTTP/1 parser accepts.
 const MIN_HEADER_BYTES: usize = 8192;
@@ -33,6 +39,16 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     /// Log output.
     pub log: LogSettings,
+    /// Where users live (changes need a restart).
+    pub database: DatabaseSettings,
+    /// Session store and timeouts.
+    pub sessions: SessionSettings,
+    /// Access-token keys and lifetimes.
+    pub tokens: TokenSettings,
+    /// Browser cookies.
+    pub cookies: CookieSettings,
+    /// Registration and password rules.
+    pub login: LoginSettings,
     /// Header names upstreams receive, lower-case.
     pub identity_headers: IdentityHeaders,
     /// The compiled routes.
@@ -56,6 +72,8 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Open client connections allowed.
     pub max_connections: usize,
+    /// Largest body a native endpoint reads.
+    pub max_body_bytes: usize,
     /// HTTPS when set.
     pub tls: Option<TlsSettings>,
 }
@@ -71,6 +89,63 @@ impl std::fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TlsSettings { .. }")
     }
+}
+
+/// `[database]`, validated.
+#[derive(Debug)]
+pub struct DatabaseSettings {
+    /// The backend and its address.
+    pub target: DatabaseTarget,
+    /// Longest any call may take.
+    pub timeout: Duration,
+}
+
+/// `[sessions]`, validated.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// A session unused this long ends.
+    pub idle_timeout: Duration,
+    /// A session ends this long after login.
+    pub absolute_timeout: Duration,
+    /// Most sessions held in memory (changes need a restart).
+    pub max_sessions: usize,
+}
+
+/// `[tokens]`, validated: keys loaded.
+#[derive(Debug)]
+pub struct TokenSettings {
+    /// Signing key and every verifying key.
+    pub keyring: Keyring,
+    /// Issuer, audience and leeway checked on every token.
+    pub rules: TokenRules,
+    /// Lifetime of an access token.
+    pub access_ttl: Duration,
+    /// A session's token is re-signed at most this often.
+    pub reissue_interval: Duration,
+}
+
+/// `[cookies]`, validated.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// Cookies carry `Secure` (and may use the `__Host-` prefix).
+    pub secure: bool,
+    /// Access-token cookie name.
+    pub access_name: String,
+    /// Refresh-token cookie name.
+    pub refresh_name: String,
+}
+
+/// `[login]`, validated.
+#[derive(Debug)]
+pub struct LoginSettings {
+    /// Whether self-registration is open.
+    pub registration: bool,
+    /// Shortest password, in characters.
+    pub min_password_length: usize,
+    /// argon2id hashing behind its slots.
+    pub hasher: PasswordHasher,
+    /// Hosts `rd` may name, lower-case.
+    pub allowed_redirect_hosts: Vec<String>,
 }
 
 /// `[log]`, validated.
@@ -196,8 +271,41 @@ impl Validator<'_> {
                 "at least one [[routes]] entry is required",
             ));
         }
+        let Some(tokens) = &file.tokens else {
+            return Err(ConfigError::file(
+                self.path,
+                "the [tokens] section is required",
+            ));
+        };
+        let sessions = &file.sessions;
+        if sessions.store.get_ref() != "memory" {
+            let msg = format!(
+                "`{}` is not a session store this build has; use \"memory\"",
+                sessions.store.get_ref()
+            );
+            return Err(self.error(&sessions.store, "sessions.store", msg));
+        }
+        if *sessions.max_sessions.get_ref() == 0 {
+            return Err(self.error(
+                &sessions.max_sessions,
+                "sessions.max_sessions",
+                "must be at least 1",
+            ));
+        }
         Ok(Settings {
             source: self.path.to_path_buf(),
+            database: DatabaseSettings {
+                target: self.database(&file.database)?,
+                timeout: file.database.timeout,
+            },
+            sessions: SessionSettings {
+                idle_timeout: sessions.idle_timeout,
+                absolute_timeout: sessions.absolute_timeout,
+                max_sessions: *sessions.max_sessions.get_ref(),
+            },
+            tokens: self.tokens(tokens)?,
+            cookies: self.cookies(&file.cookies)?,
+            login: self.login(&file.login)?,
             auth_prefix: self.auth_prefix(&file.auth_prefix)?,
             server: ServerSettings {
                 listen: server.listen,
@@ -207,6 +315,7 @@ impl Validator<'_> {
                 tls_handshake_timeout: server.tls_handshake_timeout,
                 max_header_bytes: *server.max_header_bytes.get_ref(),
                 max_connections: *server.max_connections.get_ref(),
+                max_body_bytes: server.max_body_bytes,
                 tls,
             },
             admin_listen: file.admin.listen,
@@ -221,6 +330,219 @@ impl Validator<'_> {
                 roles: self.header(&file.identity_headers.roles, "identity_headers.roles")?,
             },
             routes: RouteTable::new(routes),
+        })
+    }
+
+    fn database(
+        &self,
+        section: &super::file::DatabaseSection,
+    ) -> Result<DatabaseTarget, ConfigError> {
+        let url = section.url.get_ref();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(self.error(
+                    &section.url,
+                    "database.url",
+                    "sqlite:// needs a file path",
+                ));
+            }
+            return Ok(DatabaseTarget::Sqlite(self.relative(Path::new(path))));
+        }
+        if url.starts_with("mysql://") {
+            let password = self
+                .secret(
+                    section.password_file.as_ref(),
+                    "database.password_file",
+                    "db-password",
+                    "TOLLGATE_DB_PASSWORD",
+                )?
+                .map(|text| text.trim_end_matches(['\r', '\n']).to_string());
+            return Ok(DatabaseTarget::Mysql {
+                url: url.clone(),
+                password,
+            });
+        }
+        let msg = format!("`{url}` is not a sqlite:// or mysql:// URL");
+        Err(self.error(&section.url, "database.url", msg))
+    }
+
+    /// A secret from its `*_file` key, else the systemd credential `credential`, else the
+    /// environment variable `env`; `None` when none is set.
+    fn secret(
+        &self,
+        file: Option<&Spanned<PathBuf>>,
+        key: &str,
+        credential: &str,
+        env: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        if let Some(file) = file {
+            let path = self.relative(file.get_ref());
+            return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                self.error(file, key, format!("cannot read {}: {e}", path.display()))
+            });
+        }
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let path = Path::new(&dir).join(credential);
+            if path.exists() {
+                return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                    ConfigError::at(
+                        self.path,
+                        self.text,
+                        None,
+                        key,
+                        format!("cannot read credential {}: {e}", path.display()),
+                    )
+                });
+            }
+        }
+        Ok(std::env::var(env).ok())
+    }
+
+    fn tokens(&self, spanned: &Spanned<TokensSection>) -> Result<TokenSettings, ConfigError> {
+        let section = spanned.get_ref();
+        let algorithm = Algorithm::parse(section.algorithm.get_ref()).ok_or_else(|| {
+            let msg = format!(
+                "`{}` is not RS256, ES256 or EdDSA",
+                section.algorithm.get_ref()
+            );
+            self.error(&section.algorithm, "tokens.algorithm", msg)
+        })?;
+        let signing_pem = self
+            .secret(section.signing_key_file.as_ref(), "tokens.signing_key_file", "signing-key", "TOLLGATE_SIGNING_KEY")?
+            .ok_or_else(|| {
+                self.error(
+                    spanned,
+                    "tokens.signing_key_file",
+                    "no signing key: set signing_key_file, load the systemd credential `signing-key`, or set TOLLGATE_SIGNING_KEY (create one with `tollgate keygen`)",
+                )
+            })?;
+        let mut verify_pems = Vec::with_capacity(section.verify_key_files.len());
+        for (i, file) in section.verify_key_files.iter().enumerate() {
+            let path = self.relative(file.get_ref());
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                self.error(
+                    file,
+                    &format!("tokens.verify_key_files[{i}]"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            verify_pems.push((path.display().to_string(), pem));
+        }
+        let key_span = section
+            .signing_key_file
+            .as_ref()
+            .map(|f| f.span())
+            .unwrap_or(spanned.span());
+        let keyring = Keyring::new(algorithm, &signing_pem, section.kid.clone(), &verify_pems)
+            .map_err(|e| {
+                ConfigError::at(
+                    self.path,
+                    self.text,
+                    Some(key_span.start),
+                    "tokens.signing_key_file",
+                    e.to_string(),
+                )
+            })?;
+        if section.reissue_interval >= section.access_ttl {
+            return Err(self.error(
+                spanned,
+                "tokens.reissue_interval",
+                "must be shorter than access_ttl",
+            ));
+        }
+        for (value, key) in [
+            (&section.issuer, "tokens.issuer"),
+            (&section.audience, "tokens.audience"),
+        ] {
+            if value.get_ref().trim().is_empty() {
+                return Err(self.error(value, key, "must not be empty"));
+            }
+        }
+        Ok(TokenSettings {
+            keyring,
+            rules: TokenRules {
+                issuer: section.issuer.get_ref().clone(),
+                audience: section.audience.get_ref().clone(),
+                leeway: section.leeway,
+            },
+            access_ttl: section.access_ttl,
+            reissue_interval: section.reissue_interval,
+        })
+    }
+
+    fn cookies(&self, section: &CookiesSection) -> Result<CookieSettings, ConfigError> {
+        let prefix = if section.secure { "__Host-" } else { "" };
+        let name = |value: Option<&Spanned<String>>,
+                    key: &str,
+                    default: &str|
+         -> Result<String, ConfigError> {
+            let Some(value) = value else {
+                return Ok(format!("{prefix}{default}"));
+            };
+            let text = value.get_ref();
+            let token = !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !token {
+                return Err(self.error(value, key, format!("`{text}` is not a cookie name")));
+            }
+            if !section.secure && (text.starts_with("__Host-") || text.starts_with("__Secure-")) {
+                return Err(self.error(
+                    value,
+                    key,
+                    "the __Host- and __Secure- prefixes need secure = true",
+                ));
+            }
+            Ok(text.clone())
+        };
+        Ok(CookieSettings {
+            secure: section.secure,
+            access_name: name(
+                section.access_name.as_ref(),
+                "cookies.access_name",
+                "tollgate-access",
+            )?,
+            refresh_name: name(
+                section.refresh_name.as_ref(),
+                "cookies.refresh_name",
+                "tollgate-refresh",
+            )?,
+        })
+    }
+
+    fn login(&self, section: &LoginSection) -> Result<LoginSettings, ConfigError> {
+        let min = *section.min_password_length.get_ref();
+        if !(1..=1024).contains(&min) {
+            return Err(self.error(
+                &section.min_password_length,
+                "login.min_password_length",
+                "must be between 1 and 1024",
+            ));
+        }
+        let slots = match &section.max_concurrent_hashes {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(self.error(n, "login.max_concurrent_hashes", "must be at least 1"));
+            }
+            Some(n) => *n.get_ref(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let cost = Argon2Cost {
+            memory_kib: section.argon2.memory_kib,
+            iterations: section.argon2.iterations,
+            parallelism: section.argon2.parallelism,
+        };
+        let hasher = PasswordHasher::new(cost, slots, section.hash_wait)
+            .map_err(|msg| ConfigError::at(self.path, self.text, None, "login.argon2", msg))?;
+        Ok(LoginSettings {
+            registration: section.registration,
+            min_password_length: min,
+            hasher,
+            allowed_redirect_hosts: section
+                .allowed_redirect_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
         })
     }
 
@@ -270,13 +592,6 @@ impl Validator<'_> {
             .map_err(|msg| self.error(&route.upstream, &key("upstream"), msg))?;
         let policy = Policy::parse(route.policy.get_ref())
             .map_err(|msg| self.error(&route.policy, &key("policy"), msg))?;
-        if policy != Policy::Public {
-            let msg = format!(
-                "`{}` needs authentication, which this build cannot do yet; use \"public\"",
-                route.policy.get_ref()
-            );
-            return Err(self.error(&route.policy, &key("policy"), msg));
-        }
         let host = match &route.host {
             None => None,
             Some(h) if valid_host(h.get_ref()) => {

@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::path::PathError;
 use crate::Body;
+use crate::auth::token::TokenError;
 
 /// Why a request was not answered by its upstream.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,42 @@ pub enum GatewayError {
     /// The route needs a signed-in user and the request carries no credentials.
     #[error("no token")]
     MissingToken,
+    /// A token was sent and refused.
+    #[error("token refused: {0}")]
+    InvalidToken(#[from] TokenError),
+    /// The token is valid but its session has ended.
+    #[error("session ended")]
+    SessionExpired,
+    /// Sign-in failed (unknown user, wrong password or disabled account alike).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The user lacks the role the route demands.
+    #[error("missing role")]
+    Forbidden,
+    /// The user's account is disabled.
+    #[error("user disabled")]
+    UserDisabled,
+    /// Self-registration is turned off.
+    #[error("registration closed")]
+    RegistrationClosed,
+    /// The username or email is taken.
+    #[error("user exists ({0})")]
+    UserExists(&'static str),
+    /// A request body is larger than allowed.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The method is not served at this native path.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The database or the session store failed or timed out: fail closed.
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
+    /// Every password-hashing slot stayed busy.
+    #[error("hashing slots busy")]
+    ServerBusy,
+    /// Something inside tollgate failed (signing, randomness).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The upstream could not be reached.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
@@ -47,12 +84,36 @@ impl GatewayError {
             }
             GatewayError::NotFound => (StatusCode::NOT_FOUND, "notFound"),
             GatewayError::MissingToken => (StatusCode::UNAUTHORIZED, "missingToken"),
+            GatewayError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalidToken"),
+            GatewayError::SessionExpired => (StatusCode::UNAUTHORIZED, "sessionExpired"),
+            GatewayError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalidCredentials"),
+            GatewayError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            GatewayError::UserDisabled => (StatusCode::FORBIDDEN, "userDisabled"),
+            GatewayError::RegistrationClosed => (StatusCode::FORBIDDEN, "registrationClosed"),
+            GatewayError::UserExists(_) => (StatusCode::CONFLICT, "userExists"),
+            GatewayError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payloadTooLarge"),
+            GatewayError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalidRequest"),
+            GatewayError::StorageUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storageUnavailable")
+            }
+            GatewayError::ServerBusy => (StatusCode::SERVICE_UNAVAILABLE, "serverBusy"),
+            GatewayError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internalError"),
             GatewayError::UpstreamUnavailable(_) | GatewayError::InvalidUpstreamResponse(_) => {
                 (StatusCode::BAD_GATEWAY, "upstreamUnavailable")
             }
             GatewayError::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstreamTimeout"),
             GatewayError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "serverBusy"),
         }
+    }
+
+    /// Whether this refusal means "sign in first" (a browser is sent to the login page).
+    pub fn wants_sign_in(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::MissingToken
+                | GatewayError::InvalidToken(_)
+                | GatewayError::SessionExpired
+        )
     }
 
     /// The response a client sees; `html` when the client asked for a page.
@@ -66,7 +127,15 @@ impl GatewayError {
                     HeaderValue::from_static("Bearer realm=\"tollgate\""),
                 );
             }
-            GatewayError::Overloaded => {
+            GatewayError::InvalidToken(_) | GatewayError::SessionExpired => {
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tollgate\", error=\"invalid_token\""),
+                );
+            }
+            GatewayError::Overloaded
+            | GatewayError::ServerBusy
+            | GatewayError::StorageUnavailable(_) => {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));

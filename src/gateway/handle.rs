@@ -7,20 +7,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::header::{CONNECTION, HOST, UPGRADE};
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, HOST, LOCATION};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
-use super::error::{GatewayError, wants_html};
+use super::authenticate::{add_current_token, authenticate, authorise};
+use super::error::{GatewayError, full, wants_html};
+use super::forward::{asks_upgrade, forward, prepare_upstream_request};
 use super::path::{canonicalise, under_prefix};
 use super::route::{Policy, Route};
 use crate::Body;
+use crate::auth::identity::Identity;
 use crate::config::Settings;
+use crate::endpoints::{self, Native};
 use crate::proxy::client::UpstreamClient;
-use crate::proxy::headers;
+use crate::proxy::headers::{self, Forwarded};
 use crate::server::metrics::Metrics;
 
 /// Where the JWKS document lives, beside the native endpoints.
@@ -35,46 +37,67 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// The gateway: settings, the upstream client and metrics, shared by all connections.
+/// The gateway: settings, sign-in state, the upstream client and metrics, shared by all
+/// connections.
 #[derive(Debug)]
 pub struct Gateway {
     settings: Arc<ArcSwap<Settings>>,
+    identity: Arc<Identity>,
     client: UpstreamClient,
     metrics: Arc<Metrics>,
 }
 
 /// Per-request state carried through the phases.
-struct RequestContext {
-    settings: Arc<Settings>,
-    conn: ConnInfo,
-    route: Option<Arc<Route>>,
-    path: Option<String>,
+pub(crate) struct RequestContext {
+    /// The one settings snapshot this request runs on.
+    pub settings: Arc<Settings>,
+    /// The connection it came on.
+    pub conn: ConnInfo,
+    /// The client as far as trusted proxies let us know it.
+    pub forwarded: Forwarded,
+    /// The matched route.
+    pub route: Option<Arc<Route>>,
+    /// The canonical path.
+    pub path: Option<String>,
 }
 
 impl Gateway {
     /// A gateway reading its settings through `settings`.
-    pub fn new(settings: Arc<ArcSwap<Settings>>, metrics: Arc<Metrics>) -> Gateway {
+    pub fn new(
+        settings: Arc<ArcSwap<Settings>>,
+        identity: Arc<Identity>,
+        metrics: Arc<Metrics>,
+    ) -> Gateway {
         Gateway {
             settings,
+            identity,
             client: UpstreamClient::new(),
             metrics,
         }
     }
 
-    /// Answers one request: the upstream's response or tollgate's own error.
+    /// Answers one request: the upstream's response, a native endpoint's, or an error.
     pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let html = wants_html(request.headers());
         let method = request.method().clone();
         let host = request_host(&request).map(str::to_string);
         let raw_path = request.uri().path().to_string();
+        let query = request.uri().query().map(str::to_string);
+        let settings = self.settings.load_full();
+        let forwarded = headers::forwarded(
+            request.headers(),
+            conn.peer.ip(),
+            &settings.server.trusted_proxies,
+        );
         let mut ctx = RequestContext {
-            settings: self.settings.load_full(),
+            settings,
             conn,
+            forwarded,
             route: None,
             path: None,
         };
-        let response = match self.phases(&mut ctx, request).await {
+        let response = match self.phases(&mut ctx, request, html).await {
             Ok(response) => response,
             Err(error) => {
                 let (status, code) = error.status_and_code();
@@ -83,7 +106,17 @@ impl Gateway {
                 } else {
                     tracing::debug!(%status, code, error = %ErrorChain(&error), "request refused");
                 }
-                error.into_response(html)
+                let navigation = method == Method::GET || method == Method::HEAD;
+                match &ctx.path {
+                    Some(path) if html && navigation && error.wants_sign_in() => {
+                        let rd = match &query {
+                            Some(q) => format!("{path}?{q}"),
+                            None => path.clone(),
+                        };
+                        sign_in_redirect(&ctx.settings.auth_prefix, &rd)
+                    }
+                    _ => error.into_response(html),
+                }
             }
         };
         let status = response.status().as_u16();
@@ -97,7 +130,7 @@ impl Gateway {
             status,
             duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             upstream = %ctx.route.as_ref().map(|r| r.upstream.to_string()).unwrap_or_else(|| "-".into()),
-            peer = %ctx.conn.peer.ip(),
+            client = %ctx.forwarded.client_ip,
         );
         response
     }
@@ -106,12 +139,19 @@ impl Gateway {
         &self,
         ctx: &mut RequestContext,
         mut request: Request<Incoming>,
+        html: bool,
     ) -> Result<Response<Body>, GatewayError> {
         let path = canonicalise(request.uri().path())?;
         ctx.path = Some(path.clone());
         if is_native(&path, &ctx.settings.auth_prefix) {
-            // tollgate's own endpoints live here; nothing under them is ever forwarded.
-            return Err(GatewayError::NotFound);
+            // tollgate's own endpoints; nothing under them is ever forwarded.
+            let native = Native {
+                settings: &ctx.settings,
+                identity: &self.identity,
+                client_ip: ctx.forwarded.client_ip,
+                html,
+            };
+            return endpoints::serve(&native, &path, request).await;
         }
         let route = ctx
             .settings
@@ -120,28 +160,30 @@ impl Gateway {
             .ok_or(GatewayError::NotFound)?
             .clone();
         ctx.route = Some(route.clone());
-        authenticate(&route)?;
-        let client_upgrade =
-            headers_ask_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
-        let upstream_request = prepare_upstream_request(ctx, &route, &path, request)?;
-        let sent = Instant::now();
-        let mut response = tokio::time::timeout(route.timeout, self.client.send(upstream_request))
-            .await
-            .map_err(|_| GatewayError::UpstreamTimeout)?
-            .map_err(GatewayError::UpstreamUnavailable)?;
-        self.metrics.upstream_latency(&route.name, sent.elapsed());
-        let upgrade = headers::strip_hop_by_hop(response.headers_mut());
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) else {
-                return Err(GatewayError::InvalidUpstreamResponse("unrequested 101"));
-            };
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(splice(client_upgrade, upstream_upgrade));
-            let headers = response.headers_mut();
-            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(UPGRADE, protocol);
+        let auth = match &route.policy {
+            Policy::Public => None,
+            policy => {
+                let auth = authenticate(&ctx.settings, &self.identity, request.headers()).await?;
+                authorise(policy, &auth.user)?;
+                Some(auth)
+            }
+        };
+        let client_upgrade = asks_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+        let upstream_request =
+            prepare_upstream_request(ctx, &route, &path, auth.as_ref(), request)?;
+        let mut response = forward(
+            ctx,
+            &self.client,
+            &self.metrics,
+            &route,
+            upstream_request,
+            client_upgrade,
+        )
+        .await?;
+        if let Some(auth) = &auth {
+            add_current_token(&ctx.settings, &self.identity, auth, response.headers_mut())?;
         }
-        Ok(response.map(|body| body.map_err(Into::into).boxed()))
+        Ok(response)
     }
 }
 
@@ -150,7 +192,8 @@ fn request_host<B>(request: &Request<B>) -> Option<&str> {
     host_of(request.uri(), request.headers())
 }
 
-fn host_of<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+/// The host named by a request's URI or `Host` header.
+pub(crate) fn host_of<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
     uri.authority()
         .map(|a| a.as_str())
         .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
@@ -161,95 +204,21 @@ fn is_native(path: &str, auth_prefix: &str) -> bool {
     under_prefix(path, auth_prefix) || path == JWKS_PATH
 }
 
-/// Applies the route's policy. Only `public` routes can be configured until sign-in exists;
-/// any other policy fails closed here rather than letting a request through.
-fn authenticate(route: &Route) -> Result<(), GatewayError> {
-    match route.policy {
-        Policy::Public => Ok(()),
-        Policy::Authenticated | Policy::Role(_) => Err(GatewayError::MissingToken),
-    }
-}
-
-/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket).
-fn headers_ask_upgrade<B>(request: &Request<B>) -> bool {
-    request.version() == Version::HTTP_11
-        && request.headers().contains_key(UPGRADE)
-        && request
-            .headers()
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Builds what the upstream receives: canonical path, cleaned and rewritten headers.
-fn prepare_upstream_request(
-    ctx: &RequestContext,
-    route: &Route,
-    path: &str,
-    request: Request<Incoming>,
-) -> Result<Request<Body>, GatewayError> {
-    let (mut parts, body) = request.into_parts();
-    let host = host_of(&parts.uri, &parts.headers).map(str::to_string);
-    // Order matters: the client's `Connection` list is honoured before tollgate adds its own
-    // headers, so it can never name (and so remove) one of them.
-    let upgrade = headers::strip_hop_by_hop(&mut parts.headers);
-    headers::strip_named(&mut parts.headers, &ctx.settings.identity_headers.all());
-    headers::join_cookies(&mut parts.headers);
-    let forwarded = headers::forwarded(
-        &parts.headers,
-        ctx.conn.peer.ip(),
-        &ctx.settings.server.trusted_proxies,
+/// Where a browser goes to sign in, coming back to `rd` afterwards.
+fn sign_in_redirect(auth_prefix: &str, rd: &str) -> Response<Body> {
+    let target = format!(
+        "{auth_prefix}/login?{}",
+        serde_urlencoded::to_string([("rd", rd)]).unwrap_or_default()
     );
-    let proto = if ctx.conn.tls { "https" } else { "http" };
-    headers::set_forwarded(
-        &mut parts.headers,
-        &forwarded,
-        proto,
-        host.as_deref().unwrap_or(""),
-    );
-    if let Some(host) = &host {
-        let value =
-            HeaderValue::from_str(host).map_err(|_| GatewayError::InvalidRequest("bad host"))?;
-        parts.headers.insert(HOST, value);
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(location) = HeaderValue::from_str(&target) {
+        response.headers_mut().insert(LOCATION, location);
     }
-    if let Some(protocol) = upgrade {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, protocol);
-    }
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
-    };
-    let path_and_query = PathAndQuery::try_from(path_and_query)
-        .map_err(|_| GatewayError::InvalidRequest("bad query"))?;
-    parts.uri = Uri::builder()
-        .scheme(route.upstream.scheme.clone())
-        .authority(route.upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| GatewayError::InvalidRequest("bad uri"))?;
-    parts.version = Version::HTTP_11;
-    Ok(Request::from_parts(parts, body.map_err(Into::into).boxed()))
-}
-
-/// Joins the client's and the upstream's upgraded connections until either side closes.
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (client, upstream) = match tokio::join!(client, upstream) {
-        (Ok(c), Ok(u)) => (c, u),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
-    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Displays an error with its sources, for one log line.

@@ -17,8 +17,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::identity::Identity;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ConfigError, Settings};
 use crate::gateway::handle::Gateway;
+use crate::sessions::SessionStore;
+use crate::store::Store;
 use metrics::Metrics;
 pub use signals::serve;
 
@@ -38,6 +42,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Storage(crate::store::StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -66,10 +73,32 @@ pub struct Running {
 }
 
 impl Running {
-    /// Loads the configuration at `config_path`, binds both listeners and starts serving.
+    /// Loads the configuration at `config_path`, opens the database (applying migrations),
+    /// binds both listeners and starts serving.
     pub async fn start(config_path: impl Into<PathBuf>) -> Result<Running, StartError> {
+        Running::start_with_clock(config_path, Arc::new(SystemClock)).await
+    }
+
+    /// `start` with a chosen clock (tests pass a `ManualClock`).
+    pub async fn start_with_clock(
+        config_path: impl Into<PathBuf>,
+        clock: SharedClock,
+    ) -> Result<Running, StartError> {
         let config_path = config_path.into();
         let settings = Settings::load(&config_path)?;
+        let store = Store::connect(&settings.database.target, settings.database.timeout)
+            .await
+            .map_err(StartError::Storage)?;
+        let applied = store.migrate().await.map_err(StartError::Storage)?;
+        if applied > 0 {
+            tracing::info!(
+                applied,
+                backend = store.backend(),
+                "database migrations applied"
+            );
+        }
+        let sessions = SessionStore::memory(settings.sessions.max_sessions);
+        let identity = Arc::new(Identity::new(store, sessions, clock));
         let bind = |which, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -94,7 +123,7 @@ impl Running {
         let settings = Arc::new(ArcSwap::from_pointee(settings));
         let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(Shared {
-            gateway: Arc::new(Gateway::new(settings.clone(), metrics.clone())),
+            gateway: Arc::new(Gateway::new(settings.clone(), identity, metrics.clone())),
             settings,
             metrics,
             open_connections: AtomicUsize::new(0),
@@ -139,6 +168,13 @@ impl Running {
                 let old = self.shared.settings.load();
                 if new.server.listen != old.server.listen || new.admin_listen != old.admin_listen {
                     tracing::warn!("listen addresses changed; they take effect after a restart");
+                }
+                if new.database.target != old.database.target
+                    || new.sessions.max_sessions != old.sessions.max_sessions
+                {
+                    tracing::warn!(
+                        "[database] and sessions.max_sessions changes take effect after a restart"
+                    );
                 }
                 self.shared.settings.store(Arc::new(new));
                 self.shared.metrics.reload(true);

@@ -42,6 +42,27 @@ listen = "127.0.0.1:0"
 format = "json"
 level = "info"
 
+[database]
+url = "sqlite://var/tollgate.db"
+timeout = "5s"
+
+[sessions]
+store = "memory"
+idle_timeout = "5m"
+absolute_timeout = "24h"
+
+[cookies]
+secure = true
+
+[login]
+registration = true
+min_password_length = 8
+allowed_redirect_hosts = ["app.example.com"]
+[login.argon2]
+memory_kib = 1024
+iterations = 1
+parallelism = 1
+
 [identity_headers]
 user_id = "X-User-Id"
 username = "X-User-Name"
@@ -60,7 +81,8 @@ path = "/api"
 upstream = "http://localhost:3001"
 policy = "public"
 "#;
-    let (_dir, path) = write(config);
+    let config = format!("{config}\n{}", super::harness::gateway::tokens_section());
+    let (_dir, path) = write(&config);
     Settings::load(&path).unwrap_or_else(|e| panic!("{e}"));
 }
 

@@ -53,7 +53,7 @@ async fn not_found_in_json_and_html() {
     assert_html_error(&resp, 404, "notFound");
     let resp = raw::send(
         gw.addr,
-        &raw::get("/auth/login", "app.test", &[BROWSER_ACCEPT]),
+        &raw::get("/auth/no-such-page", "app.test", &[BROWSER_ACCEPT]),
     )
     .await;
     assert_html_error(&resp, 404, "notFound");

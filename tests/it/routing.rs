@@ -224,8 +224,8 @@ async fn auth_prefix_never_reaches_an_upstream() {
     for target in [
         "/auth",
         "/auth/",
-        "/auth/login",
-        "/pub/../auth/me",
+        "/auth/no-such-endpoint",
+        "/pub/../auth/no-such-endpoint",
         "//auth/x",
         "/%61uth/x",
     ] {
@@ -250,8 +250,16 @@ async fn custom_auth_prefix_is_honoured() {
         .build();
     let gw = TestGateway::start(&config).await;
 
-    let resp = raw::send(gw.addr, &raw::get("/sso/login", "app.test", &[])).await;
+    let resp = raw::send(gw.addr, &raw::get("/sso/x", "app.test", &[])).await;
     assert_eq!(resp.status, 404);
+    // The sign-in page moves with the prefix.
+    let resp = raw::send(gw.addr, &raw::get("/sso/login", "app.test", &[])).await;
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.text().contains("action=\"/sso/login\""),
+        "{}",
+        resp.text()
+    );
     assert!(up.received().is_empty());
 
     let resp = raw::send(gw.addr, &raw::get("/auth/login", "app.test", &[])).await;

@@ -199,6 +199,21 @@ impl Config {
             out.push_str(&format!("\n[server.tls]\n{}\n", self.tls.join("\n")));
         }
         out.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n\n");
+        if !self
+            .sections
+            .iter()
+            .any(|s| s.trim_start().starts_with("[tokens]"))
+        {
+            out.push_str(&tokens_section());
+        }
+        if !self
+            .sections
+            .iter()
+            .any(|s| s.trim_start().starts_with("[login"))
+        {
+            // Cheap hashing keeps tests fast; the cost parameters are tested on their own.
+            out.push_str("[login.argon2]\nmemory_kib = 1024\niterations = 1\nparallelism = 1\n\n");
+        }
         for section in &self.sections {
             out.push_str(&format!("{section}\n\n"));
         }
@@ -207,6 +222,29 @@ impl Config {
         }
         out
     }
+}
+
+/// A `[tokens]` section using the test signing key (ES256, generated once per run).
+pub fn tokens_section() -> String {
+    format!(
+        "[tokens]\nissuer = \"https://tollgate.test\"\naudience = \"tollgate\"\nalgorithm = \"ES256\"\nsigning_key_file = {:?}\n\n",
+        signing_key_path()
+    )
+}
+
+/// The test signing key's file: an ES256 PKCS#8 PEM shared by every test of this run.
+pub fn signing_key_path() -> &'static std::path::Path {
+    static KEY: std::sync::OnceLock<(TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, path) = KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.pem");
+        let pem =
+            tollgate::auth::keys::generate_private_key_pem(tollgate::auth::keys::Algorithm::Es256)
+                .unwrap();
+        std::fs::write(&path, pem).unwrap();
+        (dir, path)
+    });
+    path
 }
 
 /// A local `http://127.0.0.1:PORT` where nothing listens (bound, then released).

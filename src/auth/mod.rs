@@ -1,0 +1,10 @@
+//! Authentication: signing keys and access tokens, password hashing, sessions.
+
+pub mod account;
+pub mod cookies;
+pub mod identity;
+pub mod keys;
+pub mod password;
+pub mod redirect;
+pub mod session;
+pub mod token;

@@ -1,0 +1,228 @@
+//! The authenticate and authorise phases, and the sliding re-issue of the access token on
+//! the way back: a request passes only if its token verifies AND its session is live AND
+//! the session belongs to the token's `sub` AND that user is not disabled.
+
+use std::sync::Arc;
+
+use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, AUTHORIZATION, CACHE_CONTROL, SET_COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::error::GatewayError;
+use super::route::Policy;
+use crate::auth::cookies;
+use crate::auth::identity::{Identity, UserView};
+use crate::auth::session::{IssuedToken, Session};
+use crate::auth::token::{AccessClaims, TokenError, new_token_id};
+use crate::config::Settings;
+
+/// The response header that carries the current access token.
+pub static GN_ACCESS_TOKEN: HeaderName = HeaderName::from_static("gn-access-token");
+
+/// A request whose token and session checked out.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The signed-in user.
+    pub user: Arc<UserView>,
+    /// Their live session.
+    pub session: Arc<Session>,
+    /// The token came from the access cookie (a browser), not `Authorization`.
+    pub via_cookie: bool,
+}
+
+/// The token a request presents: `Authorization: Bearer` first, else the access cookie;
+/// never the query string.
+pub fn presented_token<'a>(headers: &'a HeaderMap, settings: &Settings) -> Option<(&'a str, bool)> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match bearer {
+        Some(token) => Some((token, false)),
+        None => cookies::find(headers, &settings.cookies.access_name).map(|t| (t, true)),
+    }
+}
+
+/// Checks token, session and user; touches the session on success.
+pub async fn authenticate(
+    settings: &Settings,
+    identity: &Identity,
+    headers: &HeaderMap,
+) -> Result<Authenticated, GatewayError> {
+    let (token, via_cookie) =
+        presented_token(headers, settings).ok_or(GatewayError::MissingToken)?;
+    let now = identity.clock.now_secs();
+    let claims = settings
+        .tokens
+        .keyring
+        .verify(token, &settings.tokens.rules, now)?;
+    let idle = settings.sessions.idle_timeout.as_secs();
+    let session = identity
+        .sessions
+        .get(&claims.sid, now, idle)
+        .await
+        .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?
+        .ok_or(GatewayError::SessionExpired)?;
+    if claims.sub != session.user_id.to_string() {
+        return Err(GatewayError::InvalidToken(TokenError::BadClaims));
+    }
+    let user = identity
+        .user(session.user_id)
+        .await
+        .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?;
+    let Some(user) = user.filter(|u| !u.disabled) else {
+        // A disabled or deleted account ends every one of its sessions at once.
+        let ended = identity.sessions.remove_user(session.user_id).await;
+        if let Err(e) = ended {
+            tracing::warn!(error = %e, "could not end the sessions of a disabled user");
+        }
+        return Err(GatewayError::UserDisabled);
+    };
+    identity
+        .sessions
+        .touch(&session, now)
+        .await
+        .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?;
+    Ok(Authenticated {
+        user,
+        session,
+        via_cookie,
+    })
+}
+
+/// Applies a route's role requirement to an authenticated user.
+pub fn authorise(policy: &Policy, user: &UserView) -> Result<(), GatewayError> {
+    match policy {
+        Policy::Role(role) if !user.roles.contains(role) => Err(GatewayError::Forbidden),
+        _ => Ok(()),
+    }
+}
+
+/// Signs a fresh access token for `session` at `now`, never outliving the session.
+pub fn sign_for_session(
+    settings: &Settings,
+    session: &Session,
+    now: u64,
+) -> Result<IssuedToken, TokenError> {
+    let tokens = &settings.tokens;
+    let exp = now
+        .saturating_add(tokens.access_ttl.as_secs())
+        .min(session.absolute_end);
+    let claims = AccessClaims {
+        iss: tokens.rules.issuer.clone(),
+        sub: session.user_id.to_string(),
+        aud: tokens.rules.audience.clone(),
+        iat: now,
+        nbf: now,
+        exp,
+        jti: new_token_id()?,
+        sid: session.key.as_str().to_string(),
+    };
+    let jwt = tokens.keyring.sign(&claims)?;
+    Ok(IssuedToken {
+        jwt: jwt.into(),
+        signed_at: now,
+        exp,
+    })
+}
+
+/// Adds the current token to a successful authenticated response: `GN-Access-Token`
+/// (re-signed at most once per `reissue_interval`), the CORS exposure, a cookie for
+/// browsers when the token is new, and a cache policy that keeps it out of shared caches.
+pub fn add_current_token(
+    settings: &Settings,
+    identity: &Identity,
+    auth: &Authenticated,
+    headers: &mut HeaderMap,
+) -> Result<(), GatewayError> {
+    let now = identity.clock.now_secs();
+    let reissue = settings.tokens.reissue_interval.as_secs();
+    let (token, new) = auth
+        .session
+        .current_token(now, reissue, || {
+            sign_for_session(settings, &auth.session, now)
+        })
+        .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;
+    let value =
+        HeaderValue::from_str(&token.jwt).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    headers.insert(GN_ACCESS_TOKEN.clone(), value);
+    headers.append(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("GN-Access-Token"),
+    );
+    make_private(headers);
+    let max_age = token.exp.saturating_sub(now);
+    if auth.via_cookie
+        && new
+        && let Some(cookie) = cookies::access_cookie(&settings.cookies, &token.jwt, max_age)
+    {
+        headers.append(SET_COOKIE, cookie);
+    }
+    Ok(())
+}
+
+/// Marks a response as cacheable by the browser alone.
+fn make_private(headers: &mut HeaderMap) {
+    let existing: Vec<String> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_string())
+        .filter(|d| {
+            let name = d
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            !d.is_empty() && name != "public" && name != "s-maxage" && name != "private"
+        })
+        .collect();
+    let mut directives = vec!["private".to_string()];
+    directives.extend(existing);
+    if let Ok(value) = HeaderValue::from_str(&directives.join(", ")) {
+        headers.insert(CACHE_CONTROL, value);
+    }
+}
+
+/// Removes what an upstream must not set: the token header and tollgate's cookies.
+pub fn strip_upstream_credentials(settings: &Settings, headers: &mut HeaderMap) {
+    headers.remove(&GN_ACCESS_TOKEN);
+    let names = [
+        settings.cookies.access_name.as_str(),
+        settings.cookies.refresh_name.as_str(),
+    ];
+    if headers.contains_key(SET_COOKIE) {
+        let kept: Vec<HeaderValue> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter(|v| !cookies::sets_one_of(v, &names))
+            .cloned()
+            .collect();
+        headers.remove(SET_COOKIE);
+        for value in kept {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_replaces_public_and_keeps_the_rest() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60, s-maxage=600"),
+        );
+        make_private(&mut h);
+        assert_eq!(h[CACHE_CONTROL], "private, max-age=60");
+        let mut empty = HeaderMap::new();
+        make_private(&mut empty);
+        assert_eq!(empty[CACHE_CONTROL], "private");
+    }
+}

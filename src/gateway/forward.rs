@@ -1,0 +1,158 @@
+//! The forwarding phases: build exactly what the upstream receives, send it on the pooled
+//! client, and filter what comes back (including protocol upgrades such as WebSocket).
+
+use std::time::Instant;
+
+use http::header::{AUTHORIZATION, CONNECTION, HOST, UPGRADE};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::authenticate::{Authenticated, strip_upstream_credentials};
+use super::error::GatewayError;
+use super::handle::{RequestContext, host_of};
+use super::route::Route;
+use crate::Body;
+use crate::auth::cookies;
+use crate::proxy::client::UpstreamClient;
+use crate::proxy::headers;
+use crate::server::metrics::Metrics;
+
+/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket).
+pub fn asks_upgrade<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_11
+        && request.headers().contains_key(UPGRADE)
+        && request
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Builds what the upstream receives: canonical path, cleaned and rewritten headers, and
+/// the gateway's identity headers for an authenticated user.
+pub(crate) fn prepare_upstream_request(
+    ctx: &RequestContext,
+    route: &Route,
+    path: &str,
+    auth: Option<&Authenticated>,
+    request: Request<Incoming>,
+) -> Result<Request<Body>, GatewayError> {
+    let (mut parts, body) = request.into_parts();
+    let settings = &ctx.settings;
+    let host = host_of(&parts.uri, &parts.headers).map(str::to_string);
+    // Order matters: the client's `Connection` list is honoured before tollgate adds its own
+    // headers, so it can never name (and so remove) one of them.
+    let upgrade = headers::strip_hop_by_hop(&mut parts.headers);
+    let identity_names = settings.identity_headers.all();
+    headers::strip_named(&mut parts.headers, &identity_names);
+    headers::join_cookies(&mut parts.headers);
+    cookies::strip(
+        &mut parts.headers,
+        &[
+            &settings.cookies.access_name,
+            &settings.cookies.refresh_name,
+        ],
+    );
+    if auth.is_some_and(|a| !a.via_cookie) {
+        // The bearer token was tollgate's; the upstream learns who the user is from the
+        // identity headers instead.
+        parts.headers.remove(AUTHORIZATION);
+    }
+    let proto = if ctx.conn.tls { "https" } else { "http" };
+    headers::set_forwarded(
+        &mut parts.headers,
+        &ctx.forwarded,
+        proto,
+        host.as_deref().unwrap_or(""),
+    );
+    if let Some(host) = &host {
+        let value =
+            HeaderValue::from_str(host).map_err(|_| GatewayError::InvalidRequest("bad host"))?;
+        parts.headers.insert(HOST, value);
+    }
+    if let Some(auth) = auth {
+        let ids = &settings.identity_headers;
+        let values = &auth.user.header_values;
+        parts
+            .headers
+            .insert(ids.user_id.clone(), values.user_id.clone());
+        if let Some(username) = &values.username {
+            parts.headers.insert(ids.username.clone(), username.clone());
+        }
+        if let Some(roles) = &values.roles {
+            parts.headers.insert(ids.roles.clone(), roles.clone());
+        }
+    }
+    if let Some(protocol) = upgrade {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, protocol);
+    }
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let path_and_query = PathAndQuery::try_from(path_and_query)
+        .map_err(|_| GatewayError::InvalidRequest("bad query"))?;
+    parts.uri = Uri::builder()
+        .scheme(route.upstream.scheme.clone())
+        .authority(route.upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| GatewayError::InvalidRequest("bad uri"))?;
+    parts.version = Version::HTTP_11;
+    Ok(Request::from_parts(parts, body.map_err(Into::into).boxed()))
+}
+
+/// Sends the request within the route's timeout and filters the response; an accepted
+/// upgrade is spliced to the client in the background.
+pub(crate) async fn forward(
+    ctx: &RequestContext,
+    client: &UpstreamClient,
+    metrics: &Metrics,
+    route: &Route,
+    upstream_request: Request<Body>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<Body>, GatewayError> {
+    let sent = Instant::now();
+    let mut response = tokio::time::timeout(route.timeout, client.send(upstream_request))
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout)?
+        .map_err(GatewayError::UpstreamUnavailable)?;
+    metrics.upstream_latency(&route.name, sent.elapsed());
+    let upgrade = headers::strip_hop_by_hop(response.headers_mut());
+    strip_upstream_credentials(&ctx.settings, response.headers_mut());
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) else {
+            return Err(GatewayError::InvalidUpstreamResponse("unrequested 101"));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(splice(client_upgrade, upstream_upgrade));
+        let headers = response.headers_mut();
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, protocol);
+    }
+    Ok(response.map(|body| body.map_err(Into::into).boxed()))
+}
+
+/// Joins the client's and the upstream's upgraded connections until either side closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
