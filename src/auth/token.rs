@@ -192,7 +192,7 @@ impl Keyring {
         if claims.nbf > now.saturating_add(leeway) {
             return Err(TokenError::NotYetValid);
         }
-        if false {
+        if !is_user_id(&claims.sub) || !is_session_key(&claims.sid) {
             return Err(TokenError::BadClaims);
         }
         Ok(claims)

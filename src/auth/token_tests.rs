@@ -389,6 +389,24 @@ fn repeated_header_member_is_refused() {
 }
 
 #[test]
+fn header_reader_refuses_repeated_members_whatever_their_name() {
+    assert_eq!(super::read_header(&b64(r#"{"x-a":1,"x-a":2}"#)), Err(TokenError::Malformed));
+    let members = super::read_header(&b64(r#"{"x-a":1,"x-b":2}"#)).expect("distinct members");
+    assert_eq!(members.len(), 2);
+}
+
+#[test]
+fn header_jsonwebtoken_cannot_read_is_malformed_not_a_claims_problem() {
+    let keyring = keyring(Algorithm::Es256);
+    for (name, value) in [("cty", json!(5)), ("x5t", json!([]))] {
+        let mut header = header(&keyring);
+        header[name] = value;
+        let token = forge(Algorithm::Es256, &header, &claims_json());
+        assert_eq!(verify(&keyring, &token), Err(TokenError::Malformed), "{name}");
+    }
+}
+
+#[test]
 fn expiry_allows_exactly_the_leeway() {
     let keyring = keyring(Algorithm::Es256);
     let token = keyring.sign(&claims()).expect("sign");
