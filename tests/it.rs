@@ -7,6 +7,7 @@ mod it {
     pub mod harness;
 
     mod admin;
+    mod auth;
     mod binary;
     mod config;
     mod errors;

@@ -15,7 +15,7 @@ use jsonwebtoken::{Validation, decode, decode_header};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::keys::Keyring;
+use super::keys::{Keyring, VerifyKey};
 
 /// Longest token verify will look at; tollgate's own are well under 2 KiB even with RSA 8192.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -118,8 +118,7 @@ impl Keyring {
                 "sub must be a decimal user id and sid a 48-character session key".to_owned(),
             ));
         }
-        let payload =
-            serde_json::to_vec(claims).map_err(|e| TokenError::Signing(e.to_string()))?;
+        let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Signing(e.to_string()))?;
         let mut token = String::with_capacity(1024);
         token.push_str(self.encoded_header());
         token.push('.');
@@ -148,27 +147,7 @@ impl Keyring {
         else {
             return Err(TokenError::Malformed);
         };
-        let header = read_header(header)?;
-
-        if FORBIDDEN_HEADER_MEMBERS.iter().any(|name| header.contains_key(*name)) {
-            return Err(TokenError::ForbiddenHeader);
-        }
-        match header.get("typ").and_then(Value::as_str) {
-            Some(typ)
-                if typ.eq_ignore_ascii_case("at+jwt")
-                    || typ.eq_ignore_ascii_case("application/at+jwt") => {}
-            _ => return Err(TokenError::WrongType),
-        }
-        let key = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .and_then(|kid| self.verify_key(kid))
-            .ok_or(TokenError::UnknownKey)?;
-        // The key, not the token, decides the algorithm: this refuses `none`, HMAC keyed
-        // with a public key, and RSA/EC confusion before any crypto runs.
-        if header.get("alg").and_then(Value::as_str) != Some(key.algorithm.as_str()) {
-            return Err(TokenError::WrongAlgorithm);
-        }
+        let key = self.pinned_key(header)?;
         // jsonwebtoken reads the header again with its own types; make sure it agrees it is
         // a header, so a failure there is not mistaken for a claims problem below.
         decode_header(token).map_err(|_| TokenError::Malformed)?;
@@ -177,7 +156,8 @@ impl Keyring {
         validation.set_issuer(&[&rules.issuer]);
         validation.set_audience(&[&rules.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        // Time comes from the caller's clock, checked below; jsonwebtoken would read the system clock.
+        // Time comes from the caller's clock and is checked below; jsonwebtoken would read
+        // the system clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.leeway = 0;
@@ -196,6 +176,38 @@ impl Keyring {
             return Err(TokenError::BadClaims);
         }
         Ok(claims)
+    }
+
+    /// Judges the header and returns the one key (and so algorithm) the token may use.
+    ///
+    /// Members naming outside key material refuse the token outright, `typ` must say it is an
+    /// access token, and `kid` is only ever a lookup key into this keyring.
+    fn pinned_key(&self, encoded: &str) -> Result<&VerifyKey, TokenError> {
+        let header = read_header(encoded)?;
+
+        if FORBIDDEN_HEADER_MEMBERS
+            .iter()
+            .any(|name| header.contains_key(*name))
+        {
+            return Err(TokenError::ForbiddenHeader);
+        }
+        match header.get("typ").and_then(Value::as_str) {
+            Some(typ)
+                if typ.eq_ignore_ascii_case("at+jwt")
+                    || typ.eq_ignore_ascii_case("application/at+jwt") => {}
+            _ => return Err(TokenError::WrongType),
+        }
+        let key = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .and_then(|kid| self.verify_key(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        // The key, not the token, decides the algorithm: this refuses `none`, HMAC keyed
+        // with a public key, and RSA/EC confusion before any crypto runs.
+        if header.get("alg").and_then(Value::as_str) != Some(key.algorithm.as_str()) {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        Ok(key)
     }
 }
 

@@ -100,6 +100,9 @@ async fn check(native: &Native<'_>, credentials: &Credentials) -> Result<User, G
     let Some(user) = user.filter(|u| verified.matches && !u.disabled) else {
         return Err(GatewayError::InvalidCredentials);
     };
+    // The database just said this account is enabled: a cached "disabled" record from
+    // before a re-enable must not end the session about to be created.
+    identity.forget_user(user.id);
     if verified.needs_rehash {
         // Bring the stored hash up to the configured cost, off the response path.
         let hasher = hasher.clone();

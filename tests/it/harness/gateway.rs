@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tempfile::TempDir;
+use tollgate::clock::SharedClock;
 use tollgate::config::ConfigError;
 use tollgate::server::Running;
 
@@ -29,13 +30,29 @@ impl TestGateway {
     /// Like `start`, first writing `(file name, contents)` pairs next to the config file
     /// (certificates, keys).
     pub async fn start_with_files(config: &str, files: &[(&str, &str)]) -> Self {
+        Self::launch(config, files, None).await
+    }
+
+    /// Like `start`, reading time from `clock` (a `ManualClock` the test advances instead
+    /// of sleeping).
+    pub async fn start_with_clock(config: &str, clock: SharedClock) -> Self {
+        Self::launch(config, &[], Some(clock)).await
+    }
+
+    async fn launch(config: &str, files: &[(&str, &str)], clock: Option<SharedClock>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).unwrap();
         }
         let config_path = dir.path().join("tollgate.toml");
         std::fs::write(&config_path, config).unwrap();
-        let running = tokio::time::timeout(WAIT, Running::start(config_path.clone()))
+        let starting = async {
+            match clock {
+                Some(clock) => Running::start_with_clock(config_path.clone(), clock).await,
+                None => Running::start(config_path.clone()).await,
+            }
+        };
+        let running = tokio::time::timeout(WAIT, starting)
             .await
             .expect("gateway did not start in time")
             .unwrap_or_else(|e| panic!("gateway failed to start: {e}\nconfig:\n{config}"));
