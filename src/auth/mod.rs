@@ -8,3 +8,4 @@ pub mod password;
 pub mod redirect;
 pub mod session;
 pub mod token;
+pub mod verified;

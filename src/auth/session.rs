@@ -71,12 +71,33 @@ impl std::fmt::Debug for SessionKey {
 /// An access token issued for a session, kept for reuse.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
-    /// The compact JWT.
-    pub jwt: std::sync::Arc<str>,
+    /// The compact JWT, ready to go into a header (cloning shares the bytes).
+    pub header: http::HeaderValue,
     /// When it was signed (unix seconds).
     pub signed_at: u64,
     /// Its `exp` (unix seconds).
     pub exp: u64,
+}
+
+impl IssuedToken {
+    /// Wraps a freshly signed JWT.
+    pub fn new(
+        jwt: String,
+        signed_at: u64,
+        exp: u64,
+    ) -> Result<IssuedToken, http::header::InvalidHeaderValue> {
+        Ok(IssuedToken {
+            header: http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt))?,
+            signed_at,
+            exp,
+        })
+    }
+
+    /// The compact JWT text.
+    pub fn jwt(&self) -> &str {
+        // Built from a JWT, which is base64url and dots only.
+        self.header.to_str().unwrap_or_default()
+    }
 }
 
 /// One signed-in session.
@@ -230,17 +251,13 @@ mod tests {
         let mut signed = 0;
         let mut sign = |now: u64| {
             signed += 1;
-            Ok::<_, ()>(IssuedToken {
-                jwt: format!("t{signed}").into(),
-                signed_at: now,
-                exp: now + 3600,
-            })
+            Ok::<_, ()>(IssuedToken::new(format!("t{signed}"), now, now + 3600).unwrap())
         };
         let (t1, new1) = s.current_token(1000, 60, || sign(1000)).unwrap();
         let (t2, new2) = s.current_token(1059, 60, || sign(1059)).unwrap();
         let (t3, new3) = s.current_token(1060, 60, || sign(1060)).unwrap();
         assert!(new1 && !new2 && new3);
-        assert_eq!(t1.jwt, t2.jwt);
-        assert_ne!(t2.jwt, t3.jwt);
+        assert_eq!(t1.jwt(), t2.jwt());
+        assert_ne!(t2.jwt(), t3.jwt());
     }
 }

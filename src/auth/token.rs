@@ -98,6 +98,20 @@ pub enum TokenError {
     Signing(String),
 }
 
+impl AccessClaims {
+    /// Checks `exp` and `nbf` against `now` with the rules' leeway.
+    pub fn check_time(&self, rules: &TokenRules, now: u64) -> Result<(), TokenError> {
+        let leeway = rules.leeway.as_secs();
+        if self.exp.saturating_add(leeway) <= now {
+            return Err(TokenError::Expired);
+        }
+        if self.nbf > now.saturating_add(leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
 /// A random `jti` (128 bits, base64url).
 ///
 /// An error rather than a panic in the (practically impossible) case that the OS random
@@ -165,13 +179,7 @@ impl Keyring {
             .map_err(|e| refusal(e.kind()))?
             .claims;
 
-        let leeway = rules.leeway.as_secs();
-        if claims.exp.saturating_add(leeway) <= now {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid);
-        }
+        claims.check_time(rules, now)?;
         if !is_user_id(&claims.sub) || !is_session_key(&claims.sid) {
             return Err(TokenError::BadClaims);
         }

@@ -18,6 +18,7 @@ use super::file::{
 use crate::auth::keys::{Algorithm, Keyring};
 use crate::auth::password::{Argon2Cost, PasswordHasher};
 use crate::auth::token::TokenRules;
+use crate::auth::verified::VerifiedTokens;
 use crate::gateway::path::canonicalise;
 use crate::gateway::route::{Policy, Route, RouteTable, Upstream};
 use crate::server::tls::{TlsFile, load_server_config};
@@ -122,6 +123,8 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     /// A session's token is re-signed at most this often.
     pub reissue_interval: Duration,
+    /// Tokens this keyring already verified.
+    pub verified: VerifiedTokens,
 }
 
 /// `[cookies]`, validated.
@@ -467,6 +470,7 @@ impl Validator<'_> {
             },
             access_ttl: section.access_ttl,
             reissue_interval: section.reissue_interval,
+            verified: VerifiedTokens::new(),
         })
     }
 

@@ -156,8 +156,6 @@ async fn respond(
         .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?;
     tracing::info!(user_id = user.id, client = %native.client_ip, "signed in");
     let expires_in = token.exp.saturating_sub(now);
-    let token_value =
-        HeaderValue::from_str(&token.jwt).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let mut response = if form {
         let target = rd
             .and_then(|rd| safe_redirect(rd, &settings.login.allowed_redirect_hosts))
@@ -174,15 +172,15 @@ async fn respond(
     } else {
         let body = json!({
             "success": true,
-            "access_token": &*token.jwt,
+            "access_token": token.jwt(),
             "token_type": "Bearer",
             "expires_in": expires_in,
         });
         json(StatusCode::OK, &body)
     };
     let headers = response.headers_mut();
-    headers.insert(GN_ACCESS_TOKEN.clone(), token_value);
-    if form && let Some(cookie) = cookies::access_cookie(&settings.cookies, &token.jwt, expires_in)
+    headers.insert(GN_ACCESS_TOKEN.clone(), token.header.clone());
+    if form && let Some(cookie) = cookies::access_cookie(&settings.cookies, token.jwt(), expires_in)
     {
         headers.append(SET_COOKIE, cookie);
     }

@@ -64,7 +64,7 @@ pub async fn authenticate(
         .await
         .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?
         .ok_or(GatewayError::SessionExpired)?;
-    if claims.sub != session.user_id.to_string() {
+    if claims.sub.parse::<u64>().ok() != Some(session.user_id) {
         return Err(GatewayError::InvalidToken(TokenError::BadClaims));
     }
     let user = identity
@@ -120,11 +120,7 @@ pub fn sign_for_session(
         sid: session.key.as_str().to_string(),
     };
     let jwt = tokens.keyring.sign(&claims)?;
-    Ok(IssuedToken {
-        jwt: jwt.into(),
-        signed_at: now,
-        exp,
-    })
+    IssuedToken::new(jwt, now, exp).map_err(|e| TokenError::Signing(e.to_string()))
 }
 
 /// Adds the current token to a successful authenticated response: `GN-Access-Token`
@@ -144,9 +140,7 @@ pub fn add_current_token(
             sign_for_session(settings, &auth.session, now)
         })
         .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;
-    let value =
-        HeaderValue::from_str(&token.jwt).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    headers.insert(GN_ACCESS_TOKEN.clone(), value);
+    headers.insert(GN_ACCESS_TOKEN.clone(), token.header.clone());
     headers.append(
         ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("GN-Access-Token"),
@@ -155,7 +149,7 @@ pub fn add_current_token(
     let max_age = token.exp.saturating_sub(now);
     if auth.via_cookie
         && new
-        && let Some(cookie) = cookies::access_cookie(&settings.cookies, &token.jwt, max_age)
+        && let Some(cookie) = cookies::access_cookie(&settings.cookies, token.jwt(), max_age)
     {
         headers.append(SET_COOKIE, cookie);
     }
@@ -164,6 +158,10 @@ pub fn add_current_token(
 
 /// Marks a response as cacheable by the browser alone.
 fn make_private(headers: &mut HeaderMap) {
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+        return;
+    }
     let existing: Vec<String> = headers
         .get_all(CACHE_CONTROL)
         .iter()

@@ -81,9 +81,9 @@ impl Gateway {
         let started = Instant::now();
         let html = wants_html(request.headers());
         let method = request.method().clone();
-        let host = request_host(&request).map(str::to_string);
-        let raw_path = request.uri().path().to_string();
-        let query = request.uri().query().map(str::to_string);
+        // Cheap clones (shared bytes) kept for the log line and the sign-in redirect.
+        let uri = request.uri().clone();
+        let host_header = request.headers().get(HOST).cloned();
         let settings = self.settings.load_full();
         let forwarded = headers::forwarded(
             request.headers(),
@@ -109,7 +109,7 @@ impl Gateway {
                 let navigation = method == Method::GET || method == Method::HEAD;
                 match &ctx.path {
                     Some(path) if html && navigation && error.wants_sign_in() => {
-                        let rd = match &query {
+                        let rd = match uri.query() {
                             Some(q) => format!("{path}?{q}"),
                             None => path.clone(),
                         };
@@ -125,8 +125,12 @@ impl Gateway {
         tracing::info!(
             target: "tollgate::access",
             method = %method,
-            host = host.as_deref().unwrap_or("-"),
-            path = ctx.path.as_deref().unwrap_or(&raw_path),
+            host = uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| host_header.as_ref().and_then(|h| h.to_str().ok()))
+                .unwrap_or("-"),
+            path = ctx.path.as_deref().unwrap_or(uri.path()),
             status,
             duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             upstream = %ctx.route.as_ref().map(|r| r.upstream.to_string()).unwrap_or_else(|| "-".into()),

@@ -1,0 +1,105 @@
+//! Tokens already verified, so a client presenting the same token again costs a lookup
+//! instead of a signature check. Entries hold the exact token text (equality, not a hash,
+//! decides a hit) and belong to one keyring: a reload that changes keys starts a new cache.
+//! Time-based checks still run on every use.
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+
+use super::keys::Keyring;
+use super::token::{AccessClaims, TokenError, TokenRules};
+
+/// Verified tokens kept at once; a miss only costs one signature check.
+const CAPACITY: usize = 16_384;
+
+/// A cache of verified tokens in front of a keyring.
+pub struct VerifiedTokens {
+    cache: Cache<Arc<str>, Arc<AccessClaims>>,
+}
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifiedTokens({} cached)", self.cache.len())
+    }
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        VerifiedTokens::new()
+    }
+}
+
+impl VerifiedTokens {
+    /// An empty cache.
+    pub fn new() -> VerifiedTokens {
+        VerifiedTokens {
+            cache: Cache::new(CAPACITY),
+        }
+    }
+
+    /// The claims of `token` at `now`: from the cache when this exact token verified before,
+    /// else from a full verification (whose success is then cached).
+    pub fn verify(
+        &self,
+        keyring: &Keyring,
+        token: &str,
+        rules: &TokenRules,
+        now: u64,
+    ) -> Result<Arc<AccessClaims>, TokenError> {
+        if let Some(claims) = self.cache.get(token) {
+            claims.check_time(rules, now)?;
+            return Ok(claims);
+        }
+        let claims = Arc::new(keyring.verify(token, rules, now)?);
+        self.cache.insert(Arc::from(token), claims.clone());
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::keys::{Algorithm, generate_private_key_pem};
+    use crate::auth::token::new_token_id;
+
+    #[test]
+    fn a_cached_token_still_expires_and_a_tampered_one_still_fails() {
+        let pem = generate_private_key_pem(Algorithm::Es256).unwrap();
+        let keyring = Keyring::new(Algorithm::Es256, &pem, None, &[]).unwrap();
+        let rules = TokenRules {
+            issuer: "i".into(),
+            audience: "a".into(),
+            leeway: Duration::from_secs(0),
+        };
+        let claims = AccessClaims {
+            iss: "i".into(),
+            sub: "1".into(),
+            aud: "a".into(),
+            iat: 1000,
+            nbf: 1000,
+            exp: 2000,
+            jti: new_token_id().unwrap(),
+            sid: "a".repeat(48),
+        };
+        let token = keyring.sign(&claims).unwrap();
+        let cache = VerifiedTokens::new();
+        assert_eq!(
+            *cache.verify(&keyring, &token, &rules, 1500).unwrap(),
+            claims
+        );
+        assert_eq!(
+            *cache.verify(&keyring, &token, &rules, 1600).unwrap(),
+            claims
+        );
+        assert_eq!(
+            cache.verify(&keyring, &token, &rules, 2000),
+            Err(TokenError::Expired)
+        );
+        let mut tampered = token.clone();
+        tampered.insert(token.find('.').unwrap() + 2, 'x');
+        assert!(cache.verify(&keyring, &tampered, &rules, 1500).is_err());
+    }
+}
