@@ -288,3 +288,77 @@ async fn user_commands_manage_accounts_a_running_gateway_honours() {
         exit(&out, 2, "passwd for nobody");
     }
 }
+
+/// Runs `tollgate check-config` on `config` with extra environment variables.
+fn check_config_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(["check-config", "--config"]).arg(config);
+    cmd.env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("TOLLGATE_SIGNING_KEY");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn the_signing_key_can_come_from_a_systemd_credential_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem =
+        tollgate::auth::keys::generate_private_key_pem(tollgate::auth::keys::Algorithm::EdDsa)
+            .unwrap();
+    let config = dir.path().join("tollgate.toml");
+    let text = Config::new().route("/", "http://127.0.0.1:1").build();
+    // The same configuration without `signing_key_file`.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("signing_key_file"))
+        .map(|l| {
+            if l.starts_with("algorithm") {
+                "algorithm = \"EdDSA\"\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&config, text).unwrap();
+
+    let missing = check_config_with_env(&config, &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("tokens.signing_key_file") && stderr.contains("no signing key"),
+        "{stderr}"
+    );
+
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("signing-key"), &pem).unwrap();
+    let from_credential = check_config_with_env(
+        &config,
+        &[("CREDENTIALS_DIRECTORY", credentials.as_os_str())],
+    );
+    assert_eq!(
+        from_credential.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_credential.stderr)
+    );
+
+    let from_env = check_config_with_env(
+        &config,
+        &[("TOLLGATE_SIGNING_KEY", std::ffi::OsStr::new(&pem))],
+    );
+    assert_eq!(
+        from_env.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_env.stderr)
+    );
+
+    let wrong = check_config_with_env(
+        &config,
+        &[("TOLLGATE_SIGNING_KEY", std::ffi::OsStr::new("not a key"))],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+}
