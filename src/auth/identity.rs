@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use quick_cache::sync::Cache;
 
+use super::issued::IssuedTokens;
 use crate::clock::SharedClock;
 use crate::sessions::SessionStore;
 use crate::store::{Store, StoreError, User};
@@ -80,6 +81,8 @@ pub struct Identity {
     pub sessions: SessionStore,
     /// The time source for every expiry.
     pub clock: SharedClock,
+    /// The token last issued per active session.
+    pub issued: IssuedTokens,
     users: Cache<u64, CachedUser>,
 }
 
@@ -90,6 +93,7 @@ impl Identity {
             store,
             sessions,
             clock,
+            issued: IssuedTokens::new(),
             users: Cache::new(USER_CACHE_CAPACITY),
         }
     }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod cookies;
 pub mod identity;
+pub mod issued;
 pub mod keys;
 pub mod password;
 pub mod redirect;

@@ -2,7 +2,6 @@
 //! the access token re-issued for it (signed at most once per `reissue_interval`).
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lc_rs::digest;
@@ -13,23 +12,26 @@ pub const SESSION_KEY_LEN: usize = 48;
 const MAX_USER_AGENT: usize = 256;
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// A session key: 48 characters of `[A-Za-z0-9]` from the OS CSPRNG.
+/// A session key: 48 characters of `[A-Za-z0-9]` from the OS CSPRNG, held inline (a million
+/// sessions should not mean a million extra allocations).
 #[derive(Clone, PartialEq, Eq)]
-pub struct SessionKey(String);
+pub struct SessionKey([u8; SESSION_KEY_LEN]);
 
 impl SessionKey {
     /// A fresh random key.
     pub fn generate() -> Result<SessionKey, getrandom::Error> {
-        let mut key = String::with_capacity(SESSION_KEY_LEN);
+        let mut key = [0u8; SESSION_KEY_LEN];
+        let mut filled = 0;
         let mut buffer = [0u8; 64];
-        while key.len() < SESSION_KEY_LEN {
+        while filled < SESSION_KEY_LEN {
             getrandom::fill(&mut buffer)?;
             // 62 symbols: reject bytes >= 248 so every symbol is equally likely.
             for &b in buffer.iter().filter(|&&b| b < 248) {
-                if key.len() == SESSION_KEY_LEN {
+                if filled == SESSION_KEY_LEN {
                     break;
                 }
-                key.push(char::from(ALPHABET[usize::from(b % 62)]));
+                key[filled] = ALPHABET[usize::from(b % 62)];
+                filled += 1;
             }
         }
         Ok(SessionKey(key))
@@ -37,18 +39,22 @@ impl SessionKey {
 
     /// Accepts a presented key only in the exact shape tollgate issues.
     pub fn parse(text: &str) -> Option<SessionKey> {
-        (text.len() == SESSION_KEY_LEN && text.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .then(|| SessionKey(text.to_string()))
+        let bytes: [u8; SESSION_KEY_LEN] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(SessionKey(bytes))
     }
 
     /// The key itself (goes into the token's `sid`; never into logs).
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ever built from ASCII alphanumerics.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// What stores index sessions by: a digest, so lookups never compare the secret itself.
     pub fn lookup_id(&self) -> SessionId {
-        lookup_id(&self.0)
+        lookup_id(self.as_str())
     }
 }
 
@@ -105,10 +111,12 @@ impl IssuedToken {
 pub struct Session {
     /// The key the token's `sid` carries.
     pub key: SessionKey,
+    /// The digest the stores index it by.
+    pub id: SessionId,
     /// The signed-in user.
     pub user_id: u64,
     /// The client app the session belongs to, if not the gateway itself.
-    pub client_id: Option<String>,
+    pub client_id: Option<Box<str>>,
     /// Creation time (unix seconds).
     pub created_at: u64,
     /// The session ends here whatever happens (unix seconds).
@@ -116,9 +124,8 @@ pub struct Session {
     /// Client address at login.
     pub ip: IpAddr,
     /// User agent at login (truncated).
-    pub user_agent: String,
+    pub user_agent: Box<str>,
     last_seen: AtomicU64,
-    token: Mutex<Option<IssuedToken>>,
 }
 
 impl Session {
@@ -136,15 +143,15 @@ impl Session {
             end -= 1;
         }
         Session {
+            id: key.lookup_id(),
             key,
             user_id,
             client_id: None,
             created_at: now,
             absolute_end,
             ip,
-            user_agent: user_agent[..end].to_string(),
+            user_agent: user_agent[..end].into(),
             last_seen: AtomicU64::new(now),
-            token: Mutex::new(None),
         }
     }
 
@@ -168,38 +175,6 @@ impl Session {
         self.last_seen()
             .saturating_add(idle_secs)
             .min(self.absolute_end)
-    }
-
-    /// The token to hand out now: the kept one while it is younger than `reissue_secs`,
-    /// else whatever `sign` produces (then kept). Returns the token and whether it is new.
-    pub fn current_token<E>(
-        &self,
-        now: u64,
-        reissue_secs: u64,
-        sign: impl FnOnce() -> Result<IssuedToken, E>,
-    ) -> Result<(IssuedToken, bool), E> {
-        let mut slot = self
-            .token
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(kept) = slot.as_ref() {
-            let fresh = now < kept.signed_at.saturating_add(reissue_secs) && now < kept.exp;
-            if fresh {
-                return Ok((kept.clone(), false));
-            }
-        }
-        let issued = sign()?;
-        *slot = Some(issued.clone());
-        Ok((issued, true))
-    }
-
-    /// Remembers a token signed elsewhere (at login) for reuse.
-    pub fn keep_token(&self, token: IssuedToken) {
-        let mut slot = self
-            .token
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *slot = Some(token);
     }
 }
 
@@ -236,28 +211,5 @@ mod tests {
         assert!(!s.is_expired(1499, 300));
         s.touch(4500);
         assert!(s.is_expired(4600, 300), "absolute end wins over activity");
-    }
-
-    #[test]
-    fn token_is_reused_within_the_interval() {
-        let s = Session::new(
-            SessionKey::generate().unwrap(),
-            1,
-            1000,
-            99_999,
-            [127, 0, 0, 1].into(),
-            "",
-        );
-        let mut signed = 0;
-        let mut sign = |now: u64| {
-            signed += 1;
-            Ok::<_, ()>(IssuedToken::new(format!("t{signed}"), now, now + 3600).unwrap())
-        };
-        let (t1, new1) = s.current_token(1000, 60, || sign(1000)).unwrap();
-        let (t2, new2) = s.current_token(1059, 60, || sign(1059)).unwrap();
-        let (t3, new3) = s.current_token(1060, 60, || sign(1060)).unwrap();
-        assert!(new1 && !new2 && new3);
-        assert_eq!(t1.jwt(), t2.jwt());
-        assert_ne!(t2.jwt(), t3.jwt());
     }
 }

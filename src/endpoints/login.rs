@@ -148,7 +148,7 @@ async fn respond(
     ));
     let token = sign_for_session(settings, &session, now)
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    session.keep_token(token.clone());
+    identity.issued.keep(&session, token.clone());
     identity
         .sessions
         .insert(session)

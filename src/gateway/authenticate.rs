@@ -134,9 +134,9 @@ pub fn add_current_token(
 ) -> Result<(), GatewayError> {
     let now = identity.clock.now_secs();
     let reissue = settings.tokens.reissue_interval.as_secs();
-    let (token, new) = auth
-        .session
-        .current_token(now, reissue, || {
+    let (token, new) = identity
+        .issued
+        .current(&auth.session, now, reissue, || {
             sign_for_session(settings, &auth.session, now)
         })
         .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;

@@ -24,7 +24,7 @@ impl MemorySessions {
 
     /// Stores a session under its key's digest.
     pub fn insert(&self, session: Arc<Session>) {
-        self.cache.insert(session.key.lookup_id(), session);
+        self.cache.insert(session.id, session);
     }
 
     /// The live session for `id`, checking the presented key in constant time.
