@@ -76,6 +76,11 @@ impl Gateway {
         }
     }
 
+    /// Sessions held by the session store.
+    pub fn session_count(&self) -> usize {
+        self.identity.sessions.len()
+    }
+
     /// Answers one request: the upstream's response, a native endpoint's, or an error.
     pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();

@@ -69,11 +69,14 @@ fn answer<B>(shared: &Shared, request: &Request<B>) -> Response<Body> {
             "text/plain; charset=utf-8",
             "ready\n".into(),
         ),
-        "/metrics" => text(
-            StatusCode::OK,
-            METRICS_CONTENT_TYPE,
-            shared.metrics.render(),
-        ),
+        "/metrics" => {
+            shared.metrics.set_sessions(shared.gateway.session_count());
+            text(
+                StatusCode::OK,
+                METRICS_CONTENT_TYPE,
+                shared.metrics.render(),
+            )
+        }
         _ => error_response(StatusCode::NOT_FOUND, "notFound", false),
     }
 }

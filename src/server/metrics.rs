@@ -38,6 +38,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     upstream_seconds: HistogramFamily,
     open_connections: Gauge,
+    sessions: Gauge,
     reloads: Family<ReloadLabels, Counter>,
     no_route: Arc<String>,
 }
@@ -61,6 +62,7 @@ impl Metrics {
         let upstream_seconds = HistogramFamily::new_with_constructor(latency_histogram);
         let open_connections = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let sessions = Gauge::default();
         registry.register(
             "requests",
             "Requests answered, by route and status",
@@ -77,6 +79,11 @@ impl Metrics {
             open_connections.clone(),
         );
         registry.register(
+            "sessions",
+            "Sessions held by this instance's memory store",
+            sessions.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Configuration reloads, by result",
             reloads.clone(),
@@ -90,6 +97,7 @@ impl Metrics {
             requests,
             upstream_seconds,
             open_connections,
+            sessions,
             reloads,
             no_route: Arc::new(NO_ROUTE.to_string()),
         }
@@ -122,6 +130,11 @@ impl Metrics {
     /// A client connection closed.
     pub fn connection_closed(&self) {
         self.open_connections.dec();
+    }
+
+    /// Records how many sessions the store holds (read when metrics are scraped).
+    pub fn set_sessions(&self, count: usize) {
+        self.sessions.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts a reload attempt.

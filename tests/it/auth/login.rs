@@ -247,3 +247,21 @@ async fn post_form(gate: &Gate, fields: &[(&str, &str)]) -> reqwest::Response {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn every_sign_in_starts_a_session_the_metrics_count() {
+    for b in each_backend().await {
+        let gate = Gate::start(&on_db(&b, "").route("/", &dead_upstream())).await;
+        register(&gate, "carol").await;
+        for _ in 0..3 {
+            let resp = login_as(&gate, &json!({"username": "carol", "password": PASSWORD})).await;
+            assert_eq!(resp.status(), 200, "{}", b.name);
+        }
+        let metrics = gate.gw.metrics().await;
+        assert!(
+            metrics.contains("tollgate_sessions 3\n"),
+            "{}: {metrics}",
+            b.name
+        );
+    }
+}
