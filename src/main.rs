@@ -94,16 +94,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config;
     match cli.command {
-        Command::CheckConfig => match Settings::load(&config) {
+        Command::CheckConfig => match load(&config) {
             Ok(settings) => {
                 let routes = settings.routes.iter().count();
                 println!("{}: ok ({routes} routes)", config.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(EXIT_USAGE)
-            }
+            Err(code) => code,
         },
         Command::Serve => serve(config),
         Command::Keygen {
@@ -158,22 +155,9 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = Result<String, CommandError>>,
 {
-    let settings = match Settings::load(config) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (settings, runtime) = match load(config).and_then(|s| Ok((s, runtime(false)?))) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     finish(runtime.block_on(command(settings)))
 }
@@ -211,24 +195,15 @@ fn read_password(from_stdin: bool) -> Result<String, CommandError> {
 fn serve(config: PathBuf) -> ExitCode {
     // Logging is configured from the file, so read it once up front; errors here are
     // reported plainly because no subscriber exists yet.
-    let settings = match Settings::load(&config) {
+    let settings = match load(&config) {
         Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     tollgate::telemetry::init(&settings.log);
     drop(settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(true) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(tollgate::server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -241,4 +216,25 @@ fn serve(config: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The validated settings, or the exit code after printing why not.
+fn load(config: &std::path::Path) -> Result<Settings, ExitCode> {
+    Settings::load(config).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// A tokio runtime: one thread for commands, the worker pool for serving.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
