@@ -9,6 +9,11 @@ use tollgate::commands::{self, CommandError};
 use tollgate::config::Settings;
 use tollgate::server::StartError;
 
+// mimalloc: fewer cycles per request than the system allocator under the gateway's many
+// short-lived allocations, and less fragmentation with a million sessions held.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// tollgate: an authentication gateway in front of your web apps.
 #[derive(Parser)]
 #[command(version, about)]
