@@ -218,7 +218,8 @@ def summarize(d):
             }
 
     out = []
-    p = out.append
+    # With no matrix in the run (BENCH_PARTS), its lines go nowhere.
+    p = out.append if matrix else (lambda line: None)
     p("")
     p(f"Medians of {meta.get('reps', '?')} runs of {meta.get('duration_s', '?')} s each "
       f"(after a {meta.get('warmup_s', '?')} s warm-up), HTTP/1.1 keep-alive, wrk -t1.")
@@ -239,7 +240,8 @@ def summarize(d):
             if m["aux_cpu_us_per_req"] is not None:
                 cpu += f" (+{m['aux_cpu_us_per_req']:.1f} auth)"
             p(f"| {c}. {label} | {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
-              f"| {cpu} | {m['rss_mib']:.1f} | {m['errors']} | {m['other_cpu_pct_max']:.1f} / {m['steal_pct_max']:.1f} |")
+              f"| {cpu} | {m['rss_mib']:.1f} | {m['errors']} "
+              f"| {m['other_cpu_pct_max']:.1f} / {m['steal_pct_max']:.1f} |")
 
     ratios = {}
     p("")
@@ -253,6 +255,7 @@ def summarize(d):
             row[f"e/{o}"] = e["rps"] / m["rps"] if e and m and m["rps"] else None
         ratios[str(n)] = row
         p(f"| {n} | " + " | ".join(f"{v:.2f}" if v is not None else "-" for v in row.values()) + " |")
+    p = out.append
 
     added = {}
     if all(f"{c}/1" in medians for c in "ade"):
@@ -270,6 +273,7 @@ def summarize(d):
             same[c] = {"rps": med([r["rps"] for r in rs]), "p50_us": med([r["p50_us"] for r in rs]),
                        "p99_us": med([r["p99_us"] for r in rs]),
                        "cpu_us_per_req": med([r.get("cpu_us_per_req") for r in rs]),
+                       "aux_cpu_us_per_req": med([r.get("aux_cpu_us_per_req") for r in rs]),
                        "errors": sum(r["errors"] for r in rs)}
     if same:
         p("")
@@ -280,6 +284,8 @@ def summarize(d):
         for c, m in same.items():
             m["p50_added_us"] = m["p50_us"] - same["a"]["p50_us"] if "a" in same else None
             cpu = f"{m['cpu_us_per_req']:.1f}" if m["cpu_us_per_req"] is not None else "-"
+            if m["aux_cpu_us_per_req"] is not None:
+                cpu += f" (+{m['aux_cpu_us_per_req']:.1f} auth)"
             add = f"{m['p50_added_us']:.0f}" if m["p50_added_us"] is not None else "-"
             p(f"| {c}. {CONTENDERS[c]} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
               f"| {cpu} | {add} | {m['errors']} |")
