@@ -44,6 +44,19 @@ QUIET_WAIT_S=${BENCH_QUIET_WAIT_S:-600} # full run: wait at most this long for a
 LOGIN_SECONDS=20
 CLK_TCK=$(getconf CLK_TCK)
 
+# CPUs: the first two this script may run on (normally 0 and 1). LOAD_CPU takes wrk and
+# the upstreams, PROXY_CPU the proxy under test. With a single CPU (a small CI machine)
+# both are that CPU: the smoke run still checks everything end to end.
+read -r LOAD_CPU PROXY_CPU < <(python3 -c '
+import os
+cpus = sorted(os.sched_getaffinity(0))
+print(cpus[0], cpus[1] if len(cpus) > 1 else cpus[0])')
+BOTH_CPUS=$LOAD_CPU,$PROXY_CPU
+if ((LOAD_CPU == PROXY_CPU)); then
+  echo "bench: only one CPU available: everything shares CPU $LOAD_CPU" >&2
+  BOTH_CPUS=$LOAD_CPU
+fi
+
 log() { printf '\n== %s\n' "$*"; }
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -257,12 +270,13 @@ python3 "$LIB" meta "$OUT/meta.json" \
   "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
   "rustc=$(rustc --version)" \
   "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+dirty')" \
-  "pinning=proxy under test on CPU 1; wrk, upstream nginx and auth nginx on CPU 0" \
+  "pinning=proxy under test on CPU $PROXY_CPU; wrk, upstream nginx and auth nginx on CPU $LOAD_CPU" \
   "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------
-# 3. Servers. Upstream and the auth_request endpoint on CPU 0 (with wrk); every proxy under
-#    test on CPU 1, one worker each (tollgate sizes its runtime from its CPU set: 1 worker).
+# 3. Servers. Upstream and the auth_request endpoint on LOAD_CPU (0, with wrk); every proxy
+#    under test on PROXY_CPU (1), one worker each (tollgate sizes its runtime from its CPU
+#    set: 1 worker).
 # ---------------------------------------------------------------------------------------
 log "starting servers in $WORK (upstream :$P_UP, auth :$P_AUTH, nginx :$P_B / :$P_C, tollgate :$P_GW)"
 
@@ -271,7 +285,7 @@ nginx_conf upstream "
         listen 127.0.0.1:$P_UP;
         location / { default_type text/plain; return 200 \"ok\\n\"; }
     }"
-start_nginx upstream 0 "http://127.0.0.1:$P_UP/"
+start_nginx upstream "$LOAD_CPU" "http://127.0.0.1:$P_UP/"
 UP_PIDS=$NGINX_PIDS
 
 nginx_conf auth "
@@ -279,7 +293,7 @@ nginx_conf auth "
         listen 127.0.0.1:$P_AUTH;
         location = /auth { return 204; }
     }"
-start_nginx auth 0 "http://127.0.0.1:$P_AUTH/auth"
+start_nginx auth "$LOAD_CPU" "http://127.0.0.1:$P_AUTH/auth"
 AUTH_PIDS=$NGINX_PIDS
 
 # b: plain reverse proxy with a keep-alive pool to the upstream.
@@ -293,7 +307,7 @@ nginx_conf proxy "
             proxy_set_header Connection \"\";
         }
     }"
-start_nginx proxy 1 "http://127.0.0.1:$P_B/"
+start_nginx proxy "$PROXY_CPU" "http://127.0.0.1:$P_B/"
 B_PIDS=$NGINX_PIDS
 
 # c: the same plus auth_request: a keep-alive subrequest to /auth (204) before every request.
@@ -317,7 +331,7 @@ nginx_conf authreq "
             proxy_set_header Content-Length \"\";
         }
     }"
-start_nginx authreq 1 "http://127.0.0.1:$P_C/"
+start_nginx authreq "$PROXY_CPU" "http://127.0.0.1:$P_C/"
 C_PIDS=$NGINX_PIDS
 
 # d, e: tollgate. Cheap argon2 here: registering and logging in the N users is set-up,
@@ -327,7 +341,7 @@ tollgate_conf "$GW" "$P_GW" "$P_GW_ADMIN" '[login]
 [login.argon2]
 memory_kib = 1024
 iterations = 1'
-start_tollgate "$GW" 1
+start_tollgate "$GW" "$PROXY_CPU"
 GW_PID=$TG_PID
 
 log "registering and logging in $N_USERS users (one session each)"
@@ -375,7 +389,7 @@ measure() {
   logf=$OUT/logs/$phase-$c-c$n-r$rep.log
   [[ $c == c ]] && aux=$AUTH_PIDS
   before=$(python3 "$LIB" snap "${PROXY_PIDS[$c]}" "$aux" "$ALL_PIDS")
-  run_wrk "$logf" 0 -t1 -c"$n" -d"${secs}s" --latency \
+  run_wrk "$logf" "$LOAD_CPU" -t1 -c"$n" -d"${secs}s" --latency \
     -s "$BENCH_LUA/bearer.lua" "${URL[$c]}" -- "$TOKENS"
   after=$(python3 "$LIB" snap "${PROXY_PIDS[$c]}" "$aux" "$ALL_PIDS")
   python3 "$LIB" record "$RUNS" "phase=$phase" "contender=$c" "conns=$n" "rep=$rep" \
@@ -407,7 +421,7 @@ if part matrix; then
   fi
 
   log "measuring: ${CONNS[*]} connections, ${WARMUP} s warm-up, $REPS x ${DURATION} s each," \
-    "wrk -t1 on CPU 0, proxy under test on CPU 1"
+    "wrk -t1 on CPU $LOAD_CPU, proxy under test on CPU $PROXY_CPU"
   # Repetitions are interleaved (a b c d e, a b c d e, ...) so a slow spell of the shared host
   # lands on every contender alike rather than on all three runs of one. Each run gets its
   # own warm-up: WARMUP seconds before a contender's first run at a connection count, 1 s
@@ -417,7 +431,7 @@ if part matrix; then
       for c in "${CONTENDERS[@]}"; do
         w=1
         ((rep == 1)) && w=$WARMUP
-        run_wrk "$OUT/logs/matrix-$c-c$n-r$rep-warmup.log" 0 -t1 -c"$n" -d"${w}s" \
+        run_wrk "$OUT/logs/matrix-$c-c$n-r$rep-warmup.log" "$LOAD_CPU" -t1 -c"$n" -d"${w}s" \
           -s "$BENCH_LUA/bearer.lua" "${URL[$c]}" -- "$TOKENS"
         measure matrix "$c" "$n" "$rep" "$DURATION"
       done
@@ -432,14 +446,14 @@ if part matrix; then
   # a chain of context switches on one core, which shows what the proxy itself adds.
   # The proxies are moved (all threads) onto CPU 0; nothing after this uses them.
   # ---------------------------------------------------------------------------------------
-  log "supplement: 1 connection, every process on CPU 0, $REPS x ${SAMECORE_DURATION} s"
+  log "supplement: 1 connection, every process on CPU $LOAD_CPU, $REPS x ${SAMECORE_DURATION} s"
   for c in b c d; do
     # shellcheck disable=SC2086
-    for pid in ${PROXY_PIDS[$c]}; do taskset -a -p -c 0 "$pid" >/dev/null; done
+    for pid in ${PROXY_PIDS[$c]}; do taskset -a -p -c "$LOAD_CPU" "$pid" >/dev/null; done
   done
   for rep in $(seq "$REPS"); do
     for c in "${CONTENDERS[@]}"; do
-      run_wrk "$OUT/logs/samecore-$c-r$rep-warmup.log" 0 -t1 -c1 -d1s \
+      run_wrk "$OUT/logs/samecore-$c-r$rep-warmup.log" "$LOAD_CPU" -t1 -c1 -d1s \
         -s "$BENCH_LUA/bearer.lua" "${URL[$c]}" -- "$TOKENS"
       measure samecore "$c" 1 "$rep" "$SAMECORE_DURATION"
     done
@@ -454,40 +468,40 @@ if part login; then
   #    slot busy. This tollgate runs on both CPUs (so max_concurrent_hashes defaults to 2);
   #    the wrk clients stay on CPU 0 with the upstream.
   # -------------------------------------------------------------------------------------
-  log "login figures: tollgate on CPUs 0,1 with default argon2 (m=19456, t=2, p=1)"
+  log "login figures: tollgate on CPUs $BOTH_CPUS with default argon2 (m=19456, t=2, p=1)"
   wait_quiet 120
   LG=$WORK/login
   tollgate_conf "$LG" "$P_LOGIN" "$P_LOGIN_ADMIN" ''
-  start_tollgate "$LG" 0,1
+  start_tollgate "$LG" "$BOTH_CPUS"
   LOGIN_URL=http://127.0.0.1:$P_LOGIN
   LTOKENS=$WORK/login-tokens.txt
   python3 "$BENCH/lib/users.py" "$LOGIN_URL" "$N_USERS" "$LTOKENS" l
   LUSER=l0000001 LPASS=bench-password-0000001
-  HASH_SLOTS=$(taskset -c 0,1 nproc)
+  HASH_SLOTS=$(taskset -c "$BOTH_CPUS" nproc)
 
   # 4 connections > 2 slots: a login is always waiting, so both slots stay busy.
   echo "  logins/s: wrk -c4 for $LOGIN_SECONDS s"
-  run_wrk "$OUT/logs/login.log" 0 -t1 -c4 -d"${LOGIN_SECONDS}s" --timeout 10s --latency \
+  run_wrk "$OUT/logs/login.log" "$LOAD_CPU" -t1 -c4 -d"${LOGIN_SECONDS}s" --timeout 10s --latency \
     -s "$BENCH_LUA/login.lua" "$LOGIN_URL/auth/login" -- "$LUSER" "$LPASS"
   python3 "$LIB" record "$RUNS" phase=login contender=login conns=4 rep=1 \
     "wrk_log=$OUT/logs/login.log"
 
   echo "  authenticated route, 16 connections, without and with a login flood"
-  run_wrk "$OUT/logs/quiet-warmup.log" 0 -t1 -c16 -d"${WARMUP}s" \
+  run_wrk "$OUT/logs/quiet-warmup.log" "$LOAD_CPU" -t1 -c16 -d"${WARMUP}s" \
     -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
   for rep in $(seq "$REPS"); do
-    run_wrk "$OUT/logs/quiet-r$rep.log" 0 -t1 -c16 -d"${DURATION}s" --latency \
+    run_wrk "$OUT/logs/quiet-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${DURATION}s" --latency \
       -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
     python3 "$LIB" record "$RUNS" phase=quiet contender=e-quiet conns=16 "rep=$rep" \
       "wrk_log=$OUT/logs/quiet-r$rep.log"
   done
   for rep in $(seq "$REPS"); do
     # The flood starts 2 s before and ends 2 s after the measured run.
-    run_wrk "$OUT/logs/flooder-r$rep.log" 0 -t1 -c4 -d"$((DURATION + 4))s" --timeout 10s \
+    run_wrk "$OUT/logs/flooder-r$rep.log" "$LOAD_CPU" -t1 -c4 -d"$((DURATION + 4))s" --timeout 10s \
       -s "$BENCH_LUA/login.lua" "$LOGIN_URL/auth/login" -- "$LUSER" "$LPASS" &
     FLOOD=$!
     sleep 2
-    run_wrk "$OUT/logs/flood-r$rep.log" 0 -t1 -c16 -d"${DURATION}s" --latency \
+    run_wrk "$OUT/logs/flood-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${DURATION}s" --latency \
       -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
     wait "$FLOOD" || die "login flood wrk failed"
     python3 "$LIB" record "$RUNS" phase=flood contender=e-flood conns=16 "rep=$rep" \
@@ -514,7 +528,7 @@ max_concurrent_hashes = 2
 [login.argon2]
 memory_kib = 1024
 iterations = 1'
-  start_tollgate "$MEM" 0,1
+  start_tollgate "$MEM" "$BOTH_CPUS"
   MEM_PID=$TG_PID
   python3 "$BENCH/lib/users.py" "http://127.0.0.1:$P_MEM" 1 "$WORK/mem-token.txt" m
   MUSER=m0000001 MPASS=bench-password-0000001
@@ -569,7 +583,7 @@ iterations = 1'
     if ((rate > 0)); then chunk=$(((target - have) / rate + 1)); fi
     ((chunk > 30)) && chunk=30
     chunkno=$((chunkno + 1))
-    run_wrk "$OUT/logs/sessions-$chunkno.log" 0,1 -t2 -c16 -d"${chunk}s" --timeout 10s \
+    run_wrk "$OUT/logs/sessions-$chunkno.log" "$BOTH_CPUS" -t2 -c16 -d"${chunk}s" --timeout 10s \
       -s "$BENCH_LUA/login.lua" "http://127.0.0.1:$P_MEM/auth/login" -- "$MUSER" "$MPASS"
     python3 "$LIB" record "$RUNS" phase=sessions contender=sessions conns=16 "rep=$chunkno" \
       "wrk_log=$OUT/logs/sessions-$chunkno.log" >/dev/null
@@ -587,7 +601,7 @@ iterations = 1'
     echo "  WARNING: the first session's token now gets $oldest: sessions were evicted" >&2
   fi
   python3 "$LIB" sessionsum "$OUT" "$RSS_BEFORE" "$POINTS" \
-    "one user logging in repeatedly, argon2 m=1024 t=1, 2 hashing slots, tollgate on CPUs 0,1; counted by ${SESSIONS_METRIC[0]}" \
+    "one user logging in repeatedly, argon2 m=1024 t=1, 2 hashing slots, tollgate on CPUs $BOTH_CPUS; counted by ${SESSIONS_METRIC[0]}" \
     "$oldest"
 fi # part sessions
 

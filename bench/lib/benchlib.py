@@ -223,7 +223,7 @@ def summarize(d):
     p("")
     p(f"Medians of {meta.get('reps', '?')} runs of {meta.get('duration_s', '?')} s each "
       f"(after a {meta.get('warmup_s', '?')} s warm-up), HTTP/1.1 keep-alive, wrk -t1.")
-    p("Pinning: proxy under test on CPU 1; wrk, upstream nginx and auth_request nginx on CPU 0.")
+    p("Pinning: " + meta.get("pinning", "?") + ".")
     p("cpu/req and RSS are of the proxy under test (for a: of the upstream nginx itself).")
     p("other / steal %: the most, over the repetitions, of the machine's CPU used by anything "
       "but our servers and wrk (includes unattributed kernel work, so ~2-5% is the floor), "
@@ -317,7 +317,7 @@ def summarize(d):
     login = load_json(os.path.join(d, "login.json"))
     if login:
         p("")
-        p("Logins at default argon2 (m=19456 KiB, t=2, p=1), tollgate on CPUs 0,1 "
+        p("Logins at default argon2 (m=19456 KiB, t=2, p=1), tollgate on both CPUs "
           f"(max_concurrent_hashes = {login['hash_slots']}):")
         p(f"  {login['logins_per_s']:.1f} logins/s over {login['duration_s']} s "
           f"(p50 {login['p50_us'] / 1000:.1f} ms, p99 {login['p99_us'] / 1000:.1f} ms, "
