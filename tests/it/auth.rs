@@ -204,3 +204,15 @@ fn exp_of(token: &str) -> u64 {
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// Posts `fields` as `application/x-www-form-urlencoded`, as the sign-in page does.
+async fn post_form(gate: &Gate, fields: &[(&str, &str)]) -> reqwest::Response {
+    http()
+        .post(gate.url("/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", BROWSER)
+        .body(serde_urlencoded::to_string(fields).unwrap())
+        .send()
+        .await
+        .unwrap()
+}

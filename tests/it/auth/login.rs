@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::super::harness::{WAIT, dead_upstream};
 use super::{
     BROWSER, Gate, INVALID_CREDENTIALS, PASSWORD, claims, each_backend, header, header_all, http,
-    login_as, on_db, register,
+    login_as, on_db, post_form, register,
 };
 
 #[tokio::test]
@@ -234,18 +234,6 @@ async fn login_page_keeps_rd_escaped() {
         page.contains(&format!("name=\"rd\" value=\"{escaped}\"")),
         "{page}"
     );
-}
-
-/// Posts `fields` as `application/x-www-form-urlencoded`, as the sign-in page does.
-async fn post_form(gate: &Gate, fields: &[(&str, &str)]) -> reqwest::Response {
-    http()
-        .post(gate.url("/auth/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", BROWSER)
-        .body(serde_urlencoded::to_string(fields).unwrap())
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use tollgate::auth::identity::USER_REFRESH;
 use super::super::harness::{TestUpstream, normalised_name};
 use super::{
     BROWSER, Gate, PASSWORD, each_backend, expect_error, expect_passed, get_bearer, header, http,
-    login, protected, register,
+    login, post_form, protected, register,
 };
 
 /// A little past the time a cached user record is trusted.
@@ -160,14 +160,8 @@ async fn browsers_use_the_access_cookie_and_the_upstream_never_sees_it() {
                 "tollgate-access"
             };
             let id = register(&gate, &format!("user{secure}")).await;
-            let form = format!("login=user{secure}&password={}", PASSWORD.replace(' ', "+"));
-            let resp = http()
-                .post(gate.url("/auth/login"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form)
-                .send()
-                .await
-                .unwrap();
+            let login = format!("user{secure}");
+            let resp = post_form(&gate, &[("login", &login), ("password", PASSWORD)]).await;
             assert_eq!(resp.status(), 303, "{} secure={secure}", b.name);
             let token = header(&resp, "gn-access-token").unwrap();
 

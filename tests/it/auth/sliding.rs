@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::super::harness::TestUpstream;
 use super::{
     BROWSER, Gate, PASSWORD, claims, each_backend, exp_of, expect_passed, get_bearer, header,
-    header_all, http, login, login_as, protected, register,
+    header_all, http, login, login_as, post_form, protected, register,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -106,14 +106,7 @@ async fn browsers_get_a_new_cookie_only_when_a_new_token_was_signed() {
         let gate = Gate::start(&protected(&b, &up).section("[cookies]\nsecure = false")).await;
         register(&gate, "alice").await;
         let bearer = login(&gate, "alice").await;
-        let form = format!("login=alice&password={}", PASSWORD.replace(' ', "+"));
-        let resp = http()
-            .post(gate.url("/auth/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_form(&gate, &[("login", "alice"), ("password", PASSWORD)]).await;
         assert_eq!(resp.status(), 303);
         let mut cookie = header(&resp, "gn-access-token").unwrap();
 
