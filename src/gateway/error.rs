@@ -70,9 +70,6 @@ pub enum GatewayError {
     /// The upstream did not answer within the route's timeout.
     #[error("upstream timed out")]
     UpstreamTimeout,
-    /// Too many open connections.
-    #[error("connection limit reached")]
-    Overloaded,
 }
 
 impl GatewayError {
@@ -102,7 +99,6 @@ impl GatewayError {
                 (StatusCode::BAD_GATEWAY, "upstreamUnavailable")
             }
             GatewayError::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstreamTimeout"),
-            GatewayError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "serverBusy"),
         }
     }
 
@@ -133,9 +129,7 @@ impl GatewayError {
                     HeaderValue::from_static("Bearer realm=\"tollgate\", error=\"invalid_token\""),
                 );
             }
-            GatewayError::Overloaded
-            | GatewayError::ServerBusy
-            | GatewayError::StorageUnavailable(_) => {
+            GatewayError::ServerBusy | GatewayError::StorageUnavailable(_) => {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
