@@ -10,7 +10,9 @@
 # Knobs for trying things out (the defaults are what BENCHMARKS.md reports): BENCH_REPS,
 # BENCH_DURATION, BENCH_WARMUP, BENCH_CONNS ("1 16 64"), BENCH_USERS, BENCH_SAMECORE_DURATION,
 # BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S, BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
-# BENCH_PARTS (comma list of matrix, login, sessions; default all three).
+# BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
+# (default "a b c d e"; the curl checks always cover all five).
+# BENCH_TOLLGATE_BIN (measure this binary instead of building).
 #
 # Results: tables on stdout, JSON in target/bench/latest.json, wrk logs in target/bench/logs.
 # Everything listens on 127.0.0.1 only; every load loop is bounded in time.
@@ -93,9 +95,13 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # ---------------------------------------------------------------------------------------
 # 2. Build once (reuses target/).
 # ---------------------------------------------------------------------------------------
-log "building tollgate (release)"
-(cd "$ROOT" && cargo build --release --bin tollgate)
-TG=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
+if [[ -n ${BENCH_TOLLGATE_BIN:-} ]]; then
+  TG=$BENCH_TOLLGATE_BIN # a binary built elsewhere, e.g. an older commit to compare with
+else
+  log "building tollgate (release)"
+  (cd "$ROOT" && cargo build --release --bin tollgate)
+  TG=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
+fi
 
 # ---------------------------------------------------------------------------------------
 # Process bookkeeping: every server we start is recorded and stopped on exit, by pid.
@@ -360,11 +366,11 @@ declare -A URL=(
   [e]="http://127.0.0.1:$P_GW/"
 )
 declare -A PROXY_PIDS=([a]=$UP_PIDS [b]=$B_PIDS [c]=$C_PIDS [d]=$GW_PID [e]=$GW_PID)
-CONTENDERS=(a b c d e)
+read -r -a CONTENDERS <<<"${BENCH_CONTENDERS:-a b c d e}"
 ALL_PIDS="$UP_PIDS $AUTH_PIDS $B_PIDS $C_PIDS $GW_PID"
 
 log "checking every contender once"
-for c in "${CONTENDERS[@]}"; do
+for c in a b c d e; do
   code=$(curl -sS -D "$WORK/check-$c.headers" -o "$WORK/check-$c.body" -w '%{http_code}' \
     -H "Authorization: Bearer $TOKEN1" "${URL[$c]}")
   [[ $code == 200 && $(cat "$WORK/check-$c.body") == ok ]] ||
@@ -446,6 +452,7 @@ if part matrix; then
   # a chain of context switches on one core, which shows what the proxy itself adds.
   # The proxies are moved (all threads) onto CPU 0; nothing after this uses them.
   # ---------------------------------------------------------------------------------------
+  ((SAMECORE_DURATION > 0)) || CONTENDERS=() # BENCH_SAMECORE_DURATION=0: no supplement
   log "supplement: 1 connection, every process on CPU $LOAD_CPU, $REPS x ${SAMECORE_DURATION} s"
   for c in b c d; do
     # shellcheck disable=SC2086

@@ -140,8 +140,9 @@ pub async fn user_list(store: &Store) -> Result<String, CommandError> {
     Ok(out)
 }
 
-/// `tollgate user disable|enable`. A running gateway ends a disabled user's sessions
-/// within `auth::identity::USER_REFRESH`.
+/// `tollgate user disable|enable`. A running gateway sees the change through its user
+/// change feed within about `auth::identity::USER_FEED_INTERVAL` and then ends a disabled
+/// user's sessions.
 pub async fn user_set_disabled(
     store: &Store,
     who: &str,

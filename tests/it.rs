@@ -17,4 +17,5 @@ mod it {
     mod routing;
     pub mod store;
     mod tls;
+    mod upstream_conns;
 }

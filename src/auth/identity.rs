@@ -1,11 +1,18 @@
 //! The sign-in state that outlives configuration reloads: the user store, the session
-//! store, the clock, and a short-lived cache of user records so proxied requests do not
-//! read the database each time while a disabled account still stops working within
-//! `USER_REFRESH`.
+//! store, the clock, and a cache of user records so proxied requests do not read the
+//! database each time.
+//!
+//! A cached record stays valid while the change feed is current: once a second the
+//! gateway asks the database which users changed ([`Identity::follow_user_changes`]) and
+//! drops those records, so a disabled account or a revoked role takes effect on every
+//! instance within about a second. When the feed is not current (the database does not
+//! answer), a record is trusted for at most [`USER_REFRESH`] and then read again, which
+//! fails closed with 503 while the database is down.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 use quick_cache::sync::Cache;
@@ -15,8 +22,14 @@ use crate::clock::SharedClock;
 use crate::sessions::SessionStore;
 use crate::store::{Store, StoreError, User};
 
-/// How long a cached user record is trusted before it is read again.
+/// How long a cached user record is trusted when the change feed is not current.
 pub const USER_REFRESH: Duration = Duration::from_secs(2);
+/// How often the change feed asks the database which users changed.
+pub const USER_FEED_INTERVAL: Duration = Duration::from_secs(1);
+/// How far each feed query looks back before the previous one started, in seconds: it
+/// covers clock differences between instances and a read of a user record that was still
+/// in flight while the change landed (a database call is bounded by its timeout).
+const USER_FEED_OVERLAP_SECS: i64 = 15;
 /// Users whose records are kept in memory at once.
 const USER_CACHE_CAPACITY: usize = 100_000;
 
@@ -84,6 +97,8 @@ pub struct Identity {
     /// The token last issued per active session.
     pub issued: IssuedTokens,
     users: Cache<u64, CachedUser>,
+    /// Clock time (ms) until which the change feed counts as current.
+    feed_current_until_ms: AtomicU64,
 }
 
 impl Identity {
@@ -95,6 +110,7 @@ impl Identity {
             clock,
             issued: IssuedTokens::new(),
             users: Cache::new(USER_CACHE_CAPACITY),
+            feed_current_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -102,10 +118,19 @@ impl Identity {
     pub async fn user(&self, id: u64) -> Result<Option<Arc<UserView>>, StoreError> {
         let now = self.clock.now();
         if let Some(cached) = self.users.get(&id)
-            && now.saturating_sub(cached.fetched_at) < USER_REFRESH
+            && (self.feed_is_current(now) || now.saturating_sub(cached.fetched_at) < USER_REFRESH)
         {
             return Ok(cached.user);
         }
+        // Boxed: the database call's future is large, and most requests never make it.
+        Box::pin(self.fetch_user(id, now)).await
+    }
+
+    async fn fetch_user(
+        &self,
+        id: u64,
+        now: Duration,
+    ) -> Result<Option<Arc<UserView>>, StoreError> {
         let user = self
             .store
             .user_by_id(id)
@@ -125,4 +150,59 @@ impl Identity {
     pub fn forget_user(&self, id: u64) {
         self.users.remove(&id);
     }
+}
+
+impl Identity {
+    /// Follows user changes in the database until `stop` fires: every
+    /// [`USER_FEED_INTERVAL`] it drops the cached records of users changed since the
+    /// previous query (with [`USER_FEED_OVERLAP_SECS`] to spare), and marks the feed
+    /// current for two intervals after a query succeeds.
+    pub async fn follow_user_changes(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let mut since = unix_now() - USER_FEED_OVERLAP_SECS;
+        let mut failing = false;
+        loop {
+            let started = self.clock.now();
+            let started_unix = unix_now();
+            match self.store.users_changed_since(since).await {
+                Ok(changed) => {
+                    for id in changed {
+                        self.forget_user(id);
+                    }
+                    since = started_unix - USER_FEED_OVERLAP_SECS;
+                    let until = started.saturating_add(2 * USER_FEED_INTERVAL);
+                    self.feed_current_until_ms
+                        .store(millis(until), Ordering::Release);
+                    if failing {
+                        tracing::info!("user change feed is current again");
+                        failing = false;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "user change feed failed; user records are read again every few seconds");
+                        failing = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(USER_FEED_INTERVAL) => {}
+            }
+        }
+    }
+
+    fn feed_is_current(&self, now: Duration) -> bool {
+        millis(now) < self.feed_current_until_ms.load(Ordering::Acquire)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Wall-clock unix seconds, the time base of the stores' `updated_at`.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

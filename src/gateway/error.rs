@@ -63,7 +63,7 @@ pub enum GatewayError {
     Internal(String),
     /// The upstream could not be reached.
     #[error("upstream unavailable: {0}")]
-    UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
+    UpstreamUnavailable(#[source] crate::BoxError),
     /// The upstream answered with something tollgate cannot pass on.
     #[error("invalid upstream response: {0}")]
     InvalidUpstreamResponse(&'static str),

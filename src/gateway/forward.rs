@@ -18,6 +18,7 @@ use crate::Body;
 use crate::auth::cookies;
 use crate::proxy::client::UpstreamClient;
 use crate::proxy::headers;
+use crate::proxy::link::UpstreamLink;
 use crate::server::metrics::Metrics;
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket).
@@ -44,7 +45,15 @@ pub(crate) fn prepare_upstream_request(
 ) -> Result<Request<Body>, GatewayError> {
     let (mut parts, body) = request.into_parts();
     let settings = &ctx.settings;
-    let host = host_of(&parts.uri, &parts.headers).map(str::to_string);
+    // The host the client addressed goes upstream as it came: the `Host` header itself
+    // when there is one (HTTP/1.1), else the URI's authority (HTTP/2).
+    let host = match parts.headers.get(HOST) {
+        Some(value) if parts.uri.authority().is_none() => Some(value.clone()),
+        _ => host_of(&parts.uri, &parts.headers)
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| GatewayError::InvalidRequest("bad host"))?,
+    };
     // Order matters: the client's `Connection` list is honoured before tollgate adds its own
     // headers, so it can never name (and so remove) one of them.
     let upgrade = headers::strip_hop_by_hop(&mut parts.headers);
@@ -64,16 +73,9 @@ pub(crate) fn prepare_upstream_request(
         parts.headers.remove(AUTHORIZATION);
     }
     let proto = if ctx.conn.tls { "https" } else { "http" };
-    headers::set_forwarded(
-        &mut parts.headers,
-        &ctx.forwarded,
-        proto,
-        host.as_deref().unwrap_or(""),
-    );
-    if let Some(host) = &host {
-        let value =
-            HeaderValue::from_str(host).map_err(|_| GatewayError::InvalidRequest("bad host"))?;
-        parts.headers.insert(HOST, value);
+    headers::set_forwarded(&mut parts.headers, &ctx.forwarded, proto, host.as_ref());
+    if let Some(host) = host {
+        parts.headers.insert(HOST, host);
     }
     if let Some(auth) = auth {
         let ids = &settings.identity_headers;
@@ -94,12 +96,18 @@ pub(crate) fn prepare_upstream_request(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, protocol);
     }
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
+    let path_and_query = match parts.uri.path_and_query() {
+        // Already canonical (the usual case): forwarded as it came, without re-parsing.
+        Some(original) if original.path() == path => original.clone(),
+        _ => {
+            let rebuilt = match parts.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path.to_string(),
+            };
+            PathAndQuery::try_from(rebuilt)
+                .map_err(|_| GatewayError::InvalidRequest("bad query"))?
+        }
     };
-    let path_and_query = PathAndQuery::try_from(path_and_query)
-        .map_err(|_| GatewayError::InvalidRequest("bad query"))?;
     parts.uri = Uri::builder()
         .scheme(route.upstream.scheme.clone())
         .authority(route.upstream.authority.clone())
@@ -110,18 +118,29 @@ pub(crate) fn prepare_upstream_request(
     Ok(Request::from_parts(parts, body.map_err(Into::into).boxed()))
 }
 
-/// Sends the request within the route's timeout and filters the response; an accepted
-/// upgrade is spliced to the client in the background.
+/// Sends the request within the route's timeout (on the downstream connection's own
+/// upstream `link` when it has one, else on the shared pool) and filters the response; an
+/// accepted upgrade is spliced to the client in the background.
 pub(crate) async fn forward(
     ctx: &RequestContext,
-    client: &UpstreamClient,
+    pool: &UpstreamClient,
+    link: Option<&UpstreamLink>,
     metrics: &Metrics,
     route: &Route,
     upstream_request: Request<Body>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, GatewayError> {
     let sent = Instant::now();
-    let mut response = tokio::time::timeout(route.timeout, client.send(upstream_request))
+    let exchange = async {
+        match link {
+            // An upgrade goes through the pool, which hands over the upgraded connection.
+            Some(link) if client_upgrade.is_none() => {
+                link.send(&route.upstream, upstream_request).await
+            }
+            _ => pool.send(upstream_request).await.map_err(Into::into),
+        }
+    };
+    let mut response = tokio::time::timeout(route.timeout, exchange)
         .await
         .map_err(|_| GatewayError::UpstreamTimeout)?
         .map_err(GatewayError::UpstreamUnavailable)?;

@@ -23,18 +23,32 @@ use crate::config::Settings;
 use crate::endpoints::{self, Native};
 use crate::proxy::client::UpstreamClient;
 use crate::proxy::headers::{self, Forwarded};
+use crate::proxy::link::UpstreamLink;
 use crate::server::metrics::Metrics;
 
 /// Where the JWKS document lives, beside the native endpoints.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// What the listener knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
+    /// The peer's address as a header value (`X-Forwarded-For`), built once.
+    pub peer_value: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
+}
+
+impl ConnInfo {
+    /// What is known of a connection from `peer`.
+    pub fn new(peer: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo {
+            peer,
+            peer_value: headers::peer_value(peer.ip()),
+            tls,
+        }
+    }
 }
 
 /// The gateway: settings, sign-in state, the upstream client and metrics, shared by all
@@ -82,7 +96,13 @@ impl Gateway {
     }
 
     /// Answers one request: the upstream's response, a native endpoint's, or an error.
-    pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    /// `link` holds the downstream connection's own upstream connections (HTTP/1.1).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        conn: ConnInfo,
+        link: Option<&UpstreamLink>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let html = wants_html(request.headers());
         let method = request.method().clone();
@@ -90,9 +110,10 @@ impl Gateway {
         let uri = request.uri().clone();
         let host_header = request.headers().get(HOST).cloned();
         let settings = self.settings.load_full();
-        let forwarded = headers::forwarded(
+        let forwarded = headers::forwarded_from(
             request.headers(),
             conn.peer.ip(),
+            &conn.peer_value,
             &settings.server.trusted_proxies,
         );
         let mut ctx = RequestContext {
@@ -102,7 +123,7 @@ impl Gateway {
             route: None,
             path: None,
         };
-        let response = match self.phases(&mut ctx, request, html).await {
+        let response = match self.phases(&mut ctx, request, html, link).await {
             Ok(response) => response,
             Err(error) => {
                 let (status, code) = error.status_and_code();
@@ -149,6 +170,7 @@ impl Gateway {
         ctx: &mut RequestContext,
         mut request: Request<Incoming>,
         html: bool,
+        link: Option<&UpstreamLink>,
     ) -> Result<Response<Body>, GatewayError> {
         let path = canonicalise(request.uri().path())?;
         ctx.path = Some(path.clone());
@@ -160,7 +182,9 @@ impl Gateway {
                 client_ip: ctx.forwarded.client_ip,
                 html,
             };
-            return endpoints::serve(&native, &path, request).await;
+            // Boxed: these futures are large and rare next to proxying, whose future would
+            // otherwise carry (and move) their size on every request.
+            return Box::pin(endpoints::serve(&native, &path, request)).await;
         }
         let route = ctx
             .settings
@@ -183,6 +207,7 @@ impl Gateway {
         let mut response = forward(
             ctx,
             &self.client,
+            link,
             &self.metrics,
             &route,
             upstream_request,

@@ -14,16 +14,17 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers about one connection that must never cross the proxy (RFC 9110 §7.6.1, RFC 2616).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Names, not strings, so removing them needs no parsing per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Forwarding headers a client may send; all are replaced by tollgate's own.
@@ -58,7 +59,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     upgrade
@@ -85,15 +86,33 @@ pub struct Forwarded {
     /// The address tollgate believes the request came from.
     pub client_ip: IpAddr,
     /// The `X-Forwarded-For` value to send upstream, ending with the TCP peer.
-    pub x_forwarded_for: String,
+    pub x_forwarded_for: HeaderValue,
     /// The scheme a trusted proxy saw, when it told us one worth believing.
     pub proto: Option<String>,
     /// The host a trusted proxy saw, when it told us one worth believing.
     pub host: Option<String>,
 }
 
+/// `peer` as a header value, in canonical form: a dual-stack listener reports IPv4 clients
+/// as `::ffff:a.b.c.d`. Built once per connection.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    // The text of an address is always a valid header value.
+    HeaderValue::from_str(&peer.to_canonical().to_string())
+        .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
 /// Works out the client from the TCP peer and, if the peer is trusted, the forwarding headers.
 pub fn forwarded(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Forwarded {
+    forwarded_from(headers, peer, &peer_value(peer), trusted)
+}
+
+/// [`forwarded`] with the peer's header value already built ([`peer_value`]).
+pub fn forwarded_from(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    peer_value: &HeaderValue,
+    trusted: &[IpNet],
+) -> Forwarded {
     // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`, which IPv4 nets in
     // `trusted` would otherwise never contain.
     let peer = peer.to_canonical();
@@ -101,7 +120,7 @@ pub fn forwarded(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Forwar
     if !is_trusted(peer) {
         return Forwarded {
             client_ip: peer,
-            x_forwarded_for: peer.to_string(),
+            x_forwarded_for: peer_value.clone(),
             proto: None,
             host: None,
         };
@@ -133,15 +152,17 @@ pub fn forwarded(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Forwar
         }
     }
 
-    let mut x_forwarded_for = entries.join(", ");
-    if !x_forwarded_for.is_empty() {
-        x_forwarded_for.push_str(", ");
+    let mut chain = entries.join(", ");
+    if !chain.is_empty() {
+        chain.push_str(", ");
     }
-    x_forwarded_for.push_str(&peer.to_string());
+    chain.push_str(&peer.to_string());
 
     Forwarded {
         client_ip: client.unwrap_or(last_trusted),
-        x_forwarded_for,
+        // Entries came from valid header text; should that ever fail, the chain degrades to
+        // the peer rather than disappearing.
+        x_forwarded_for: HeaderValue::from_str(&chain).unwrap_or_else(|_| peer_value.clone()),
         proto: first_value(headers, &X_FORWARDED_PROTO)
             .map(str::to_ascii_lowercase)
             .filter(|p| p == "http" || p == "https"),
@@ -152,24 +173,27 @@ pub fn forwarded(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Forwar
 }
 
 /// Removes the client's forwarding headers and sets tollgate's own `X-Forwarded-*`.
-pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded, proto: &str, host: &str) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    fwd: &Forwarded,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
     strip_named(headers, &CLIENT_FORWARDING);
 
-    let xff = HeaderValue::from_str(&fwd.x_forwarded_for)
-        // The client address alone is always a valid value, so the chain degrades rather than
-        // disappearing if a hand-built `Forwarded` carries something unsendable.
-        .or_else(|_| HeaderValue::from_str(&fwd.client_ip.to_string()));
-    if let Ok(value) = xff {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    headers.insert(X_FORWARDED_FOR, fwd.x_forwarded_for.clone());
+    let proto = match &fwd.proto {
+        Some(trusted) => HeaderValue::from_str(trusted).ok(),
+        None => Some(HeaderValue::from_static(proto)),
+    };
+    let host = match &fwd.host {
+        Some(trusted) => HeaderValue::from_str(trusted).ok(),
+        None => host.cloned(),
+    };
     // An empty or unsendable value (say, a request without a Host) is left out rather than
     // sent as a blank header that upstreams would have to second-guess.
-    let own = [
-        (X_FORWARDED_PROTO, fwd.proto.as_deref().unwrap_or(proto)),
-        (X_FORWARDED_HOST, fwd.host.as_deref().unwrap_or(host)),
-    ];
-    for (name, value) in own {
-        if let Ok(value) = HeaderValue::from_str(value)
+    for (name, value) in [(X_FORWARDED_PROTO, proto), (X_FORWARDED_HOST, host)] {
+        if let Some(value) = value
             && !value.is_empty()
         {
             headers.insert(name, value);
@@ -342,7 +366,7 @@ mod tests {
                 .map(|v| (X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap()))
                 .collect();
             let fwd = forwarded(&headers, ip(peer), &ten());
-            let got = (fwd.client_ip, fwd.x_forwarded_for.as_str());
+            let got = (fwd.client_ip, fwd.x_forwarded_for.to_str().unwrap());
             assert_eq!(got, (ip(client), chain), "{case:?}");
         }
     }
@@ -384,7 +408,12 @@ mod tests {
             "x_real_ip: 6.6.6.6 | Accept: */*",
         ));
         let fwd = forwarded(&HeaderMap::new(), ip("203.0.113.9"), &[]);
-        set_forwarded(&mut headers, &fwd, "https", "app.example");
+        set_forwarded(
+            &mut headers,
+            &fwd,
+            "https",
+            Some(&HeaderValue::from_static("app.example")),
+        );
         assert_eq!(headers.len(), 4);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9");
         assert_eq!(headers["x-forwarded-proto"], "https");
@@ -395,13 +424,18 @@ mod tests {
             host: Some("outer.example".to_owned()),
             ..fwd
         };
-        set_forwarded(&mut headers, &fwd, "https", "app.example");
+        set_forwarded(
+            &mut headers,
+            &fwd,
+            "https",
+            Some(&HeaderValue::from_static("app.example")),
+        );
         assert_eq!(headers.len(), 4);
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "outer.example");
 
         let mut headers = map("X-Forwarded-Host: evil");
-        set_forwarded(&mut headers, &Forwarded { host: None, ..fwd }, "http", "");
+        set_forwarded(&mut headers, &Forwarded { host: None, ..fwd }, "http", None);
         assert!(headers.get(X_FORWARDED_HOST).is_none());
     }
 

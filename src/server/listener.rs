@@ -22,6 +22,7 @@ use super::Shared;
 use super::sniff::{Protocol, Sniffed};
 use crate::config::Settings;
 use crate::gateway::handle::ConnInfo;
+use crate::proxy::link::UpstreamLink;
 
 /// Concurrent streams one HTTP/2 connection may open.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -112,7 +113,7 @@ async fn connection(
         None => {
             serve(
                 stream,
-                ConnInfo { peer, tls: false },
+                ConnInfo::new(peer, false),
                 &settings,
                 shared.clone(),
                 stop,
@@ -123,7 +124,7 @@ async fn connection(
             let handshake = tls.acceptor.accept(stream);
             match tokio::time::timeout(settings.server.tls_handshake_timeout, handshake).await {
                 Ok(Ok(tls_stream)) => {
-                    let conn = ConnInfo { peer, tls: true };
+                    let conn = ConnInfo::new(peer, true);
                     serve(tls_stream, conn, &settings, shared.clone(), stop).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -153,13 +154,19 @@ async fn serve<IO>(
         }
     };
     let gateway = shared.gateway.clone();
-    let service = service_fn(move |request| {
-        let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(request, conn).await) }
-    });
     let io = TokioIo::new(io);
     match protocol {
         Protocol::Http1 => {
+            // One request at a time: this connection keeps its own upstream connections,
+            // driven by this task alongside it.
+            let link = Arc::new(UpstreamLink::new());
+            let service = {
+                let link = link.clone();
+                service_fn(move |request| {
+                    let (gateway, link, conn) = (gateway.clone(), link.clone(), conn.clone());
+                    async move { Ok::<_, Infallible>(gateway.handle(request, conn, Some(&link)).await) }
+                })
+            };
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
@@ -167,9 +174,13 @@ async fn serve<IO>(
                 .keep_alive(true)
                 .serve_connection(io, service)
                 .with_upgrades();
-            drive(connection, stop).await;
+            drive(connection, Some(&link), stop).await;
         }
         Protocol::Http2 => {
+            let service = service_fn(move |request| {
+                let (gateway, conn) = (gateway.clone(), conn.clone());
+                async move { Ok::<_, Infallible>(gateway.handle(request, conn, None).await) }
+            });
             let connection = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
@@ -179,7 +190,7 @@ async fn serve<IO>(
                 .keep_alive_interval(H2_KEEPALIVE)
                 .keep_alive_timeout(H2_KEEPALIVE)
                 .serve_connection(io, service);
-            drive(connection, stop).await;
+            drive(connection, None, stop).await;
         }
     }
 }
@@ -217,20 +228,28 @@ where
     }
 }
 
-/// Runs a connection to its end, draining it if `stop` fires first.
-pub(crate) async fn drive<C, E>(connection: C, stop: CancellationToken)
+/// Runs a connection to its end, draining it if `stop` fires first, and drives the
+/// connection's upstream `link` in the same task.
+pub(crate) async fn drive<C, E>(connection: C, link: Option<&UpstreamLink>, stop: CancellationToken)
 where
     C: Drainable<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stop.cancelled() => {
+    let mut stopping = std::pin::pin!(stop.cancelled());
+    let mut draining = false;
+    let result = std::future::poll_fn(|cx| {
+        if !draining && stopping.as_mut().poll(cx).is_ready() {
             connection.as_mut().drain();
-            connection.await
+            draining = true;
         }
-    };
+        let result = connection.as_mut().poll(cx);
+        if let Some(link) = link {
+            link.poll_connections(cx);
+        }
+        result
+    })
+    .await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }

@@ -123,7 +123,11 @@ impl Running {
         let settings = Arc::new(ArcSwap::from_pointee(settings));
         let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(Shared {
-            gateway: Arc::new(Gateway::new(settings.clone(), identity, metrics.clone())),
+            gateway: Arc::new(Gateway::new(
+                settings.clone(),
+                identity.clone(),
+                metrics.clone(),
+            )),
             settings,
             metrics,
             open_connections: AtomicUsize::new(0),
@@ -138,7 +142,8 @@ impl Running {
             stop.clone(),
             connections.clone(),
         ));
-        listeners.spawn(admin::accept_loop(admin, shared.clone(), stop));
+        listeners.spawn(admin::accept_loop(admin, shared.clone(), stop.clone()));
+        listeners.spawn(identity.clone().follow_user_changes(stop));
         listeners.close();
         Ok(Running {
             addr,

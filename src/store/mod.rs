@@ -140,6 +140,12 @@ impl Store {
         dispatch!(self, list_users())
     }
 
+    /// Ids of the users whose record changed at or after `since` (unix seconds); every
+    /// change to a user sets `updated_at`.
+    pub async fn users_changed_since(&self, since: i64) -> Result<Vec<u64>, StoreError> {
+        dispatch!(self, users_changed_since(since))
+    }
+
     /// Replaces a user's password hash; `false` if there is no such user.
     pub async fn set_password_hash(&self, id: u64, hash: &str) -> Result<bool, StoreError> {
         let hash = hash.to_owned();

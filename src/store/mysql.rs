@@ -170,6 +170,15 @@ impl MysqlStore {
         rows.into_iter().map(columns::user_from_row).collect()
     }
 
+    /// Ids of the users changed at or after `since` (unix seconds).
+    pub(super) async fn users_changed_since(&self, since: i64) -> Result<Vec<u64>, StoreError> {
+        let mut conn = self.pool.get_conn().await?;
+        let ids: Vec<u64> = conn
+            .exec("SELECT id FROM users WHERE updated_at >= ?", (since,))
+            .await?;
+        Ok(ids)
+    }
+
     /// Replaces the password hash.
     pub(super) async fn set_password_hash(
         &self,

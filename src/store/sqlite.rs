@@ -180,6 +180,21 @@ impl SqliteStore {
         .await
     }
 
+    /// Ids of the users changed at or after `since` (unix seconds).
+    pub(super) async fn users_changed_since(&self, since: i64) -> Result<Vec<u64>, StoreError> {
+        self.call(move |c| {
+            let ids = c
+                .prepare_cached("SELECT id FROM users WHERE updated_at >= ?1")?
+                .query_map([since], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<i64>, _>>()?;
+            Ok(ids
+                .into_iter()
+                .filter_map(|id| u64::try_from(id).ok())
+                .collect())
+        })
+        .await
+    }
+
     /// Replaces the password hash.
     pub(super) async fn set_password_hash(
         &self,

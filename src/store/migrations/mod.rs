@@ -36,6 +36,7 @@ macro_rules! history {
 
 history! {
     (1, "0001_users"),
+    (2, "0002_users_updated_at"),
 }
 
 /// The migrations of `all` whose versions are not in `applied`, oldest first.

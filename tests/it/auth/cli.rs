@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tollgate::auth::identity::USER_REFRESH;
+use tollgate::auth::identity::{USER_FEED_INTERVAL, USER_REFRESH};
 
 use super::super::harness::process::binary;
 use super::super::harness::{Config, TestUpstream, WAIT, dead_upstream};
@@ -361,4 +361,62 @@ fn the_signing_key_can_come_from_a_systemd_credential_or_the_environment() {
         &[("TOLLGATE_SIGNING_KEY", std::ffi::OsStr::new("not a key"))],
     );
     assert_eq!(wrong.status.code(), Some(2));
+}
+
+/// With the gateway's clock standing still, cached user records never age out; only the
+/// change feed can tell the gateway that another process disabled a user or revoked a
+/// role. It must, within a few feed intervals, on every backend.
+#[tokio::test]
+async fn changes_from_another_process_reach_a_running_gateway_through_the_feed() {
+    for b in each_backend().await {
+        let up = TestUpstream::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &protected(&b, &up));
+        let gate = Gate::start(&protected(&b, &up)).await;
+        let add = [
+            "user",
+            "add",
+            "--username",
+            "vera",
+            "--email",
+            "vera@example.test",
+            "--role",
+            "admin",
+            "--config",
+            &config,
+        ];
+        exit(&tollgate(&add, Some("vera's password\n")).await, 0, "add");
+        let token = login_with(&gate, "vera", "vera's password").await;
+        expect_passed(&get_bearer(&gate, "/admin/x", &token).await, "admin");
+
+        let revoke = ["user", "revoke", "vera", "admin", "--config", &config];
+        exit(&tollgate(&revoke, None).await, 0, "revoke");
+        let status = wait_for_status(&gate, "/admin/x", &token, 403).await;
+        assert_eq!(
+            status, 403,
+            "{}: role revoke never reached the gateway",
+            b.name
+        );
+        expect_passed(
+            &get_bearer(&gate, "/app/x", &token).await,
+            "still signed in",
+        );
+
+        let disable = ["user", "disable", "vera", "--config", &config];
+        exit(&tollgate(&disable, None).await, 0, "disable");
+        let status = wait_for_status(&gate, "/app/x", &token, 403).await;
+        assert_eq!(status, 403, "{}: disable never reached the gateway", b.name);
+    }
+}
+
+/// Polls `path` until it answers `want` or five feed intervals pass; the last status.
+async fn wait_for_status(gate: &Gate, path: &str, token: &str, want: u16) -> u16 {
+    let deadline = tokio::time::Instant::now() + 5 * USER_FEED_INTERVAL;
+    loop {
+        let status = get_bearer(gate, path, token).await.status().as_u16();
+        if status == want || tokio::time::Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,0 +1,109 @@
+//! Upstream connections: an HTTP/1.1 client connection keeps its own upstream connection
+//! for all of its requests, and an upstream that closes a kept-alive connection costs a
+//! new connection, never a failed request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::harness::raw::read_response;
+use super::harness::{Config, TestGateway, WAIT};
+
+/// A bare HTTP/1.1 upstream that counts the connections it accepts. It answers each
+/// request (no bodies expected) with `200 conn-N`; with `close_after_each` it closes the
+/// connection right after every response, without announcing it, as an upstream whose
+/// keep-alive timeout expired would.
+struct CountingUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl CountingUpstream {
+    async fn start(close_after_each: bool) -> CountingUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(serve(stream, n, close_after_each));
+            }
+        });
+        CountingUpstream { addr, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(mut stream: TcpStream, n: usize, close_after_each: bool) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buf.extend_from_slice(&chunk[..read]),
+            }
+        }
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        buf.drain(..end);
+        let body = format!("conn-{n}");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() || close_after_each {
+            return;
+        }
+    }
+}
+
+/// Sends `count` GETs on one client connection; returns the response bodies.
+async fn requests_on_one_connection(gw: SocketAddr, count: usize) -> Vec<String> {
+    let mut stream = TcpStream::connect(gw).await.unwrap();
+    let mut bodies = Vec::new();
+    for i in 0..count {
+        let request = format!("GET /r{i} HTTP/1.1\r\nHost: app.test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let response = tokio::time::timeout(WAIT, read_response(&mut stream))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert_eq!(response.status, 200, "request {i}: {}", response.text());
+        bodies.push(response.text());
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn a_client_connection_keeps_one_upstream_connection() {
+    let up = CountingUpstream::start(false).await;
+    let config = Config::new().route("/", &format!("http://{}", up.addr));
+    let gw = TestGateway::start(&config.build()).await;
+
+    let bodies = requests_on_one_connection(gw.addr, 5).await;
+    assert!(bodies.iter().all(|b| b == "conn-1"), "{bodies:?}");
+    assert_eq!(up.accepted(), 1);
+
+    // A second client connection gets a connection of its own.
+    let bodies = requests_on_one_connection(gw.addr, 3).await;
+    assert!(bodies.iter().all(|b| b == "conn-2"), "{bodies:?}");
+    assert_eq!(up.accepted(), 2);
+}
+
+#[tokio::test]
+async fn an_upstream_closing_its_connection_costs_a_new_one_not_a_failure() {
+    let up = CountingUpstream::start(true).await;
+    let config = Config::new().route("/", &format!("http://{}", up.addr));
+    let gw = TestGateway::start(&config.build()).await;
+
+    let bodies = requests_on_one_connection(gw.addr, 4).await;
+    assert_eq!(bodies, ["conn-1", "conn-2", "conn-3", "conn-4"]);
+    assert_eq!(up.accepted(), 4);
+}
