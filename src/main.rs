@@ -160,7 +160,7 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = Result<String, CommandError>>,
 {
-    let (settings, runtime) = match load(config).and_then(|s| Ok((s, runtime(false)?))) {
+    let (settings, runtime) = match load(config).and_then(|s| Ok((s, runtime()?))) {
         Ok(ready) => ready,
         Err(code) => return code,
     };
@@ -206,7 +206,7 @@ fn serve(config: PathBuf) -> ExitCode {
     };
     tollgate::telemetry::init(&settings.log);
     drop(settings);
-    let runtime = match runtime(true) {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
@@ -231,13 +231,10 @@ fn load(config: &std::path::Path) -> Result<Settings, ExitCode> {
     })
 }
 
-/// A tokio runtime: one thread for commands, the worker pool for serving.
-fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut builder = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
+/// A single-threaded tokio runtime: commands need no more, and `serve` adds one serving
+/// thread (with a runtime of its own) per further CPU.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all().build().map_err(|e| {
         eprintln!("cannot start the async runtime: {e}");
         ExitCode::FAILURE

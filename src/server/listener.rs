@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Shared;
 use super::sniff::{Protocol, Sniffed};
+use super::together::Together;
 use crate::config::Settings;
 use crate::gateway::handle::ConnInfo;
 use crate::proxy::link::UpstreamLink;
@@ -238,16 +239,21 @@ where
     let mut connection = std::pin::pin!(connection);
     let mut stopping = std::pin::pin!(stop.cancelled());
     let mut draining = false;
+    let together = Together::new();
     let result = std::future::poll_fn(|cx| {
-        if !draining && stopping.as_mut().poll(cx).is_ready() {
-            connection.as_mut().drain();
-            draining = true;
-        }
-        let result = connection.as_mut().poll(cx);
-        if let Some(link) = link {
-            link.poll_connections(cx);
-        }
-        result
+        together.poll(cx, |cx| {
+            if !draining && stopping.as_mut().poll(cx).is_ready() {
+                connection.as_mut().drain();
+                draining = true;
+            }
+            let result = connection.as_mut().poll(cx);
+            // After the client side, so a connection it just opened is polled at once;
+            // a response this delivers wakes the round again.
+            if let Some(link) = link {
+                link.poll_connections(cx);
+            }
+            result
+        })
     })
     .await;
     if let Err(e) = result {

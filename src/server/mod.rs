@@ -6,6 +6,7 @@ pub mod metrics;
 mod signals;
 mod sniff;
 pub mod tls;
+mod together;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,7 @@ pub struct Running {
     shared: Arc<Shared>,
     connections: TaskTracker,
     listeners: TaskTracker,
+    public_std: std::net::TcpListener,
 }
 
 impl Running {
@@ -109,6 +111,19 @@ impl Running {
                 })
         };
         let public = bind("server.listen", settings.server.listen).await?;
+        // A std handle on the same socket, from which serving threads take their own.
+        let public_std = public
+            .into_std()
+            .and_then(|l| {
+                let copy = l.try_clone()?;
+                Ok((TcpListener::from_std(l)?, copy))
+            })
+            .map_err(|source| StartError::Bind {
+                which: "server.listen",
+                addr: settings.server.listen,
+                source,
+            });
+        let (public, public_std) = public_std?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
         let local = |l: &TcpListener, which, addr| {
             l.local_addr().map_err(|source| StartError::Bind {
@@ -152,7 +167,53 @@ impl Running {
             shared,
             connections,
             listeners,
+            public_std,
         })
+    }
+
+    /// Serves the public listener on `count` more threads, each with a single-threaded
+    /// runtime of its own that accepts from the same socket and runs the connections it
+    /// accepted start to finish, as nginx's worker processes do: no task ever moves
+    /// between threads, so a request needs no cross-thread wake-ups or synchronised run
+    /// queues. Shared state (settings, sessions, caches) is the same for all threads.
+    pub fn serve_on_more_threads(&self, count: usize) -> Result<(), StartError> {
+        let addr = self.addr;
+        let failed = |source| StartError::Bind {
+            which: "server.listen",
+            addr,
+            source,
+        };
+        for n in 1..=count {
+            let listener = self.public_std.try_clone().map_err(failed)?;
+            let shared = self.shared.clone();
+            let connections = self.connections.clone();
+            let stop = shared.draining.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(failed)?;
+            let listener = {
+                let _entered = runtime.enter();
+                TcpListener::from_std(listener).map_err(failed)?
+            };
+            let accept = self.listeners.track_future(listener::accept_loop(
+                listener,
+                shared,
+                stop,
+                connections.clone(),
+            ));
+            let serve = async move {
+                accept.await;
+                // The connections this thread accepted live on its runtime: keep running
+                // them until every connection has drained (or the process exits).
+                connections.wait().await;
+            };
+            std::thread::Builder::new()
+                .name(format!("tollgate-serve-{n}"))
+                .spawn(move || runtime.block_on(serve))
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
     /// The public listener's address.
@@ -200,6 +261,9 @@ impl Running {
         let deadline = self.shared.settings.load().server.shutdown_timeout;
         self.shared.draining.cancel();
         self.listeners.wait().await;
+        // The last handle on the listening socket: once it is closed, new connections are
+        // refused rather than left waiting in the backlog.
+        drop(self.public_std);
         self.connections.close();
         if tokio::time::timeout(deadline, self.connections.wait())
             .await

@@ -8,7 +8,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Running, StartError};
 
-/// Runs until SIGTERM or SIGINT, then drains and returns.
+/// Runs until SIGTERM or SIGINT, then drains and returns. Call it on a single-threaded
+/// runtime: it serves on that thread and starts one more serving thread per further CPU.
 pub async fn serve(config_path: PathBuf) -> Result<(), StartError> {
     // Handlers go in before binding so an early SIGHUP is not fatal.
     let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
@@ -16,6 +17,9 @@ pub async fn serve(config_path: PathBuf) -> Result<(), StartError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
 
     let running = Running::start(config_path).await?;
+    // This thread serves too; one more per CPU this process may run on.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    running.serve_on_more_threads(cpus.saturating_sub(1))?;
     tracing::info!(addr = %running.addr(), admin = %running.admin_addr(), "listening");
     println!(
         "tollgate listening on {}, admin on {}",

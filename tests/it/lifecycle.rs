@@ -170,3 +170,63 @@ async fn shutdown_gives_up_after_shutdown_timeout() {
     );
     in_flight.abort();
 }
+
+#[tokio::test]
+async fn serving_threads_share_the_listener_and_drain_on_shutdown() {
+    let up = TestUpstream::start().await;
+    let config = Config::new()
+        .server("shutdown_timeout = \"10s\"")
+        .route("/", &up.url())
+        .build();
+    let gw = TestGateway::start(&config).await;
+    gw.serve_on_more_threads(2);
+    let addr = gw.addr;
+
+    // Many connections at once: whichever thread accepts one serves all of its requests.
+    let busy: Vec<_> = (0..16)
+        .map(|i| {
+            let url = gw.url(&format!("/c{i}"));
+            tokio::spawn(async move {
+                let client = client();
+                for _ in 0..3 {
+                    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+                }
+            })
+        })
+        .collect();
+    for task in busy {
+        task.await.unwrap();
+    }
+
+    // Slow requests on connections of their own, spread over the threads, finish while the
+    // gateway shuts down.
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            let url = gw.url("/slow?ms=1000");
+            tokio::spawn(async move {
+                let resp = client().get(url).send().await.unwrap();
+                (resp.status(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    up.wait_received(48 + 6).await;
+    let shutdown = tokio::spawn(gw.shutdown());
+    let refused = tokio::time::timeout(Duration::from_secs(2), async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "still accepting connections 2 s into shutdown"
+    );
+    for task in slow {
+        let (status, body) = task.await.unwrap();
+        assert_eq!((status.as_u16(), body.as_str()), (200, "slow done"));
+    }
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown did not return")
+        .unwrap();
+}

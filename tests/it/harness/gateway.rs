@@ -65,6 +65,16 @@ impl TestGateway {
         }
     }
 
+    /// Serves the public listener on `count` more threads as well (as `tollgate serve`
+    /// does with one per further CPU).
+    pub fn serve_on_more_threads(&self, count: usize) {
+        self.running
+            .as_ref()
+            .unwrap()
+            .serve_on_more_threads(count)
+            .unwrap();
+    }
+
     /// `http://ADDR{path}` on the gateway listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
