@@ -70,11 +70,12 @@ pub fn strip_named(headers: &mut HeaderMap, names: &[HeaderName]) {
     // Some upstream frameworks (CGI-style environments) read `X_User_Id` as `X-User-Id`, so
     // both spellings are removed. Names are collected first because the map cannot be
     // changed while its keys are borrowed.
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|key| names.iter().any(|name| same_name(key, name)))
-        .cloned()
-        .collect();
+    let doomed = |key: &&HeaderName| names.iter().any(|name| same_name(key, name));
+    // Usually there is nothing to remove; finding that out allocates nothing.
+    if !headers.keys().any(|key| doomed(&key)) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(doomed).cloned().collect();
     for key in doomed {
         headers.remove(key);
     }
