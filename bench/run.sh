@@ -281,8 +281,8 @@ python3 "$LIB" meta "$OUT/meta.json" \
 
 # ---------------------------------------------------------------------------------------
 # 3. Servers. Upstream and the auth_request endpoint on LOAD_CPU (0, with wrk); every proxy
-#    under test on PROXY_CPU (1), one worker each (tollgate sizes its runtime from its CPU
-#    set: 1 worker).
+#    under test on PROXY_CPU (1), one worker each (tollgate runs one serving thread per
+#    CPU in its set: 1).
 # ---------------------------------------------------------------------------------------
 log "starting servers in $WORK (upstream :$P_UP, auth :$P_AUTH, nginx :$P_B / :$P_C, tollgate :$P_GW)"
 

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::HeaderValue;
 use quick_cache::sync::Cache;
@@ -20,7 +20,7 @@ use quick_cache::sync::Cache;
 use super::issued::IssuedTokens;
 use crate::clock::SharedClock;
 use crate::sessions::SessionStore;
-use crate::store::{Store, StoreError, User};
+use crate::store::{Store, StoreError, User, unix_now};
 
 /// How long a cached user record is trusted when the change feed is not current.
 pub const USER_REFRESH: Duration = Duration::from_secs(2);
@@ -198,11 +198,4 @@ impl Identity {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Wall-clock unix seconds, the time base of the stores' `updated_at`.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod cookies;
+mod hash_threads;
 pub mod identity;
 pub mod issued;
 pub mod keys;

@@ -1,6 +1,6 @@
-//! Password hashing with argon2id, off the async reactor and behind a bounded number of
-//! hashing slots: a login waits a bounded time for a slot, then is told the server is busy;
-//! proxied traffic never waits on hashing. Unknown users are verified against a dummy hash
+//! Password hashing with argon2id, on hashing threads of lower priority than the serving
+//! threads and behind a bounded number of hashing slots: a login waits a bounded time for
+//! a slot, then is told the server is busy; proxied traffic never waits on hashing. Unknown users are verified against a dummy hash
 //! so they take as long as known ones.
 
 use std::sync::Arc;
@@ -10,6 +10,8 @@ use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
 };
 use tokio::sync::Semaphore;
+
+use super::hash_threads::HashThreads;
 
 /// Longest password accepted, in bytes; checked before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -65,6 +67,7 @@ pub struct PasswordHasher {
     slots: Arc<Semaphore>,
     slot_wait: Duration,
     dummy_hash: Arc<str>,
+    threads: Arc<HashThreads>,
 }
 
 impl PasswordHasher {
@@ -83,6 +86,7 @@ impl PasswordHasher {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             slot_wait,
             dummy_hash: dummy_hash.into(),
+            threads: Arc::new(HashThreads::new(max_concurrent)),
         })
     }
 
@@ -133,8 +137,9 @@ impl PasswordHasher {
         })
     }
 
-    /// Runs `work` on the blocking pool once a slot is free; the permit moves into the task
-    /// so the slot stays taken until the hash is done, even if the request went away.
+    /// Runs `work` on a hashing thread (`hash_threads.rs`) once a slot is free; the permit
+    /// moves into the job so the slot stays taken until the hash is done, even if the
+    /// request went away.
     async fn run<T, F>(&self, work: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
@@ -144,12 +149,16 @@ impl PasswordHasher {
             .await
             .map_err(|_| PasswordError::Busy)?
             .map_err(|_| PasswordError::Busy)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|e| PasswordError::Internal(e.to_string()))?
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.threads
+            .run(move || {
+                let _permit = permit;
+                let _ = done.send(work());
+            })
+            .map_err(PasswordError::Internal)?;
+        result
+            .await
+            .map_err(|_| PasswordError::Internal("hashing thread ended early".into()))?
     }
 }
 

@@ -48,7 +48,9 @@ pub(crate) fn prepare_upstream_request(
     // The host the client addressed goes upstream as it came: the `Host` header itself
     // when there is one (HTTP/1.1), else the URI's authority (HTTP/2).
     let host = match parts.headers.get(HOST) {
-        Some(value) if parts.uri.authority().is_none() => Some(value.clone()),
+        Some(value) if parts.uri.authority().is_none() && value.to_str().is_ok() => {
+            Some(value.clone())
+        }
         _ => host_of(&parts.uri, &parts.headers)
             .map(HeaderValue::from_str)
             .transpose()

@@ -110,7 +110,7 @@ impl Gateway {
         let uri = request.uri().clone();
         let host_header = request.headers().get(HOST).cloned();
         let settings = self.settings.load_full();
-        let forwarded = headers::forwarded_from(
+        let forwarded = headers::forwarded(
             request.headers(),
             conn.peer.ip(),
             &conn.peer_value,

@@ -102,13 +102,9 @@ pub fn peer_value(peer: IpAddr) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Works out the client from the TCP peer and, if the peer is trusted, the forwarding headers.
-pub fn forwarded(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Forwarded {
-    forwarded_from(headers, peer, &peer_value(peer), trusted)
-}
-
-/// [`forwarded`] with the peer's header value already built ([`peer_value`]).
-pub fn forwarded_from(
+/// Works out the client from the TCP peer and, if the peer is trusted, the forwarding
+/// headers. `peer_value` is [`peer_value`] of `peer`, built once per connection.
+pub fn forwarded(
     headers: &HeaderMap,
     peer: IpAddr,
     peer_value: &HeaderValue,
@@ -273,6 +269,10 @@ fn is_safe_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarded(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Forwarded {
+        super::forwarded(headers, peer, &peer_value(peer), trusted)
+    }
 
     /// Builds a map from `Name: value` entries split by `|`, keeping order and duplicates.
     fn map(text: &str) -> HeaderMap {

@@ -84,12 +84,14 @@ impl UpstreamLink {
         let mut request = to_origin_form(request, &upstream.authority)?;
         let mut kept = self.take_idle(&upstream.authority);
         loop {
-            let reused = kept.is_some();
-            let mut sender = match kept.take() {
-                Some(mut sender) => match sender.ready().await {
-                    Ok(()) => sender,
-                    Err(_) => Box::pin(self.connect(&upstream.authority)).await?,
-                },
+            // A kept connection that closed meanwhile fails `ready` and is dropped.
+            let usable = match kept.take() {
+                Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+                None => None,
+            };
+            let reused = usable.is_some();
+            let mut sender = match usable {
+                Some(sender) => sender,
                 // Boxed: connecting is rare, and its future would otherwise enlarge (and be
                 // moved with) every request's.
                 None => Box::pin(self.connect(&upstream.authority)).await?,

@@ -155,19 +155,19 @@ async fn serve<IO>(
         }
     };
     let gateway = shared.gateway.clone();
+    // HTTP/1.1 carries one request at a time, so the connection keeps its own upstream
+    // connections, driven by this task alongside it; HTTP/2 uses the shared pool.
+    let link = (protocol == Protocol::Http1).then(|| Arc::new(UpstreamLink::new()));
+    let service = {
+        let link = link.clone();
+        service_fn(move |request| {
+            let (gateway, link, conn) = (gateway.clone(), link.clone(), conn.clone());
+            async move { Ok::<_, Infallible>(gateway.handle(request, conn, link.as_deref()).await) }
+        })
+    };
     let io = TokioIo::new(io);
     match protocol {
         Protocol::Http1 => {
-            // One request at a time: this connection keeps its own upstream connections,
-            // driven by this task alongside it.
-            let link = Arc::new(UpstreamLink::new());
-            let service = {
-                let link = link.clone();
-                service_fn(move |request| {
-                    let (gateway, link, conn) = (gateway.clone(), link.clone(), conn.clone());
-                    async move { Ok::<_, Infallible>(gateway.handle(request, conn, Some(&link)).await) }
-                })
-            };
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
@@ -175,13 +175,9 @@ async fn serve<IO>(
                 .keep_alive(true)
                 .serve_connection(io, service)
                 .with_upgrades();
-            drive(connection, Some(&link), stop).await;
+            drive(connection, link.as_deref(), stop).await;
         }
         Protocol::Http2 => {
-            let service = service_fn(move |request| {
-                let (gateway, conn) = (gateway.clone(), conn.clone());
-                async move { Ok::<_, Infallible>(gateway.handle(request, conn, None).await) }
-            });
             let connection = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)

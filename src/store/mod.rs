@@ -11,6 +11,8 @@ pub mod mysql;
 pub mod sqlite;
 mod target;
 
+/// Wall-clock unix seconds: the time base of `created_at` and `updated_at`.
+pub use columns::now as unix_now;
 pub use target::DatabaseTarget;
 
 use std::collections::BTreeSet;
