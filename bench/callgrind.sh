@@ -39,7 +39,8 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-read -r P_UP P_GW P_ADMIN < <(python3 "$BENCH/lib/benchlib.py" ports 3 | tr '\n' ' ')
+mapfile -t PORTS < <(python3 "$BENCH/lib/benchlib.py" ports 3)
+read -r P_UP P_GW P_ADMIN <<<"${PORTS[*]}"
 
 mkdir -p "$WORK/tmp"
 cat >"$WORK/upstream.conf" <<EOF
