@@ -24,7 +24,7 @@ for tool in nginx wrk valgrind callgrind_control; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [[ -n ${1:-} ]]; then
-  TG=$1
+  TG=$(realpath "$1") # tollgate runs in its work directory
 else
   (cd "$ROOT" && cargo build --release --bin tollgate)
   TG=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
@@ -59,47 +59,20 @@ EOF
 "$NGINX" -p "$WORK" -c "$WORK/upstream.conf" -g 'daemon off;' 2>/dev/null &
 PIDS+=($!)
 
-"$TG" keygen --algorithm RS256 --out "$WORK/signing.pem" >/dev/null
-cat >"$WORK/tollgate.toml" <<EOF
-[server]
-listen = "127.0.0.1:$P_GW"
-shutdown_timeout = "1s"
-[admin]
-listen = "127.0.0.1:$P_ADMIN"
-[database]
-url = "sqlite://$WORK/tollgate.db"
-[sessions]
-idle_timeout = "30m"
-[tokens]
-issuer = "https://tollgate.bench.invalid"
-audience = "tollgate"
-algorithm = "RS256"
-signing_key_file = "$WORK/signing.pem"
-[cookies]
-secure = false
+# shellcheck source=lib/tollgate_conf.sh
+source "$BENCH/lib/tollgate_conf.sh"
+tollgate_conf "$WORK" "$P_GW" "$P_ADMIN" '[login]
 [login.argon2]
 memory_kib = 1024
-iterations = 1
-[log]
-level = "warn"
-[[routes]]
-name = "public"
-path = "/public"
-upstream = "http://127.0.0.1:$P_UP"
-policy = "public"
-[[routes]]
-name = "app"
-path = "/"
-upstream = "http://127.0.0.1:$P_UP"
-policy = "authenticated"
-EOF
+iterations = 1'
 
 # count LABEL PATH: one tollgate under callgrind, counting only during the measured wrk run
 count() {
   local label=$1 path=$2 pid requests total
   rm -f "$WORK"/tollgate.db* "$WORK"/cg.out*
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
-    "$TG" serve --config "$WORK/tollgate.toml" >"$WORK/out" 2>"$WORK/err" &
+  (cd "$WORK" && exec valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$WORK/cg.out" "$TG" serve --config "$WORK/tollgate.toml" \
+    >"$WORK/out" 2>"$WORK/err") &
   pid=$!
   PIDS+=("$pid")
   for _ in $(seq 600); do grep -q "listening" "$WORK/out" 2>/dev/null && break; sleep 0.1; done
