@@ -102,10 +102,15 @@ mod tests {
         }
     }
 
+    /// A task waker that counts its wakes.
+    fn counted_task() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
     #[test]
     fn a_wake_during_a_round_polls_again_without_waking_the_task() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (count, task) = counted_task();
         let mut cx = Context::from_waker(&task);
         let together = Together::new();
         let mut rounds = 0;
@@ -124,8 +129,7 @@ mod tests {
 
     #[test]
     fn a_wake_from_outside_reaches_the_task() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (count, task) = counted_task();
         let mut cx = Context::from_waker(&task);
         let together = Together::new();
         let mut kept = None;
@@ -140,8 +144,7 @@ mod tests {
 
     #[test]
     fn endless_mutual_wakes_yield_to_the_scheduler() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (count, task) = counted_task();
         let mut cx = Context::from_waker(&task);
         let together = Together::new();
         let mut rounds = 0;

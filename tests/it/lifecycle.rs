@@ -1,9 +1,12 @@
 //! Reload (good file swaps in, bad file changes nothing) and graceful shutdown (in-flight
 //! requests finish, new connections are refused, bounded by `shutdown_timeout`).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 use super::harness::{Config, TestGateway, TestUpstream, client, metric_value};
 
@@ -19,6 +22,39 @@ async fn answered_by(gw: &TestGateway, path: &str) -> u16 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// A gateway in front of `up` that drains for up to `shutdown_timeout`.
+async fn gateway_draining_for(up: &TestUpstream, shutdown_timeout: &str) -> TestGateway {
+    let config = Config::new()
+        .server(&format!("shutdown_timeout = {shutdown_timeout:?}"))
+        .route("/", &up.url())
+        .build();
+    TestGateway::start(&config).await
+}
+
+/// A GET of the upstream's `/slow` (`ms` long) on a connection of its own, in the
+/// background; resolves to its status and body.
+fn slow_request(gw: &TestGateway, ms: u64) -> JoinHandle<(StatusCode, String)> {
+    let url = gw.url(&format!("/slow?ms={ms}"));
+    tokio::spawn(async move {
+        let resp = client().get(url).send().await.unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    })
+}
+
+/// Asserts that connecting to `addr` fails within 2 s.
+async fn assert_refused_soon(addr: SocketAddr) {
+    let refused = tokio::time::timeout(Duration::from_secs(2), async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "still accepting connections 2 s into shutdown"
+    );
 }
 
 #[tokio::test]
@@ -92,39 +128,17 @@ async fn reload_with_a_bad_file_keeps_the_running_config() {
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
     let up = TestUpstream::start().await;
-    let config = Config::new()
-        .server("shutdown_timeout = \"10s\"")
-        .route("/", &up.url())
-        .build();
-    let gw = TestGateway::start(&config).await;
+    let gw = gateway_draining_for(&up, "10s").await;
     let addr = gw.addr;
 
-    let in_flight = tokio::spawn({
-        let url = gw.url("/slow?ms=1500");
-        async move {
-            let resp = client().get(url).send().await.unwrap();
-            (resp.status(), resp.text().await.unwrap())
-        }
-    });
+    let in_flight = slow_request(&gw, 1500);
     up.wait_received(1).await;
 
     let started = Instant::now();
     let shutdown = tokio::spawn(gw.shutdown());
 
     // New connections are refused soon after shutdown starts.
-    let refused = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            if TcpStream::connect(addr).await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        refused.is_ok(),
-        "still accepting connections 2 s into shutdown"
-    );
+    assert_refused_soon(addr).await;
 
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
         .await
@@ -145,11 +159,7 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
 #[tokio::test]
 async fn shutdown_gives_up_after_shutdown_timeout() {
     let up = TestUpstream::start().await;
-    let config = Config::new()
-        .server("shutdown_timeout = \"1s\"")
-        .route("/", &up.url())
-        .build();
-    let gw = TestGateway::start(&config).await;
+    let gw = gateway_draining_for(&up, "1s").await;
 
     let in_flight = tokio::spawn({
         let url = gw.url("/slow?ms=8000");
@@ -174,11 +184,7 @@ async fn shutdown_gives_up_after_shutdown_timeout() {
 #[tokio::test]
 async fn serving_threads_share_the_listener_and_drain_on_shutdown() {
     let up = TestUpstream::start().await;
-    let config = Config::new()
-        .server("shutdown_timeout = \"10s\"")
-        .route("/", &up.url())
-        .build();
-    let gw = TestGateway::start(&config).await;
+    let gw = gateway_draining_for(&up, "10s").await;
     gw.serve_on_more_threads(2);
     let addr = gw.addr;
 
@@ -200,27 +206,10 @@ async fn serving_threads_share_the_listener_and_drain_on_shutdown() {
 
     // Slow requests on connections of their own, spread over the threads, finish while the
     // gateway shuts down.
-    let slow: Vec<_> = (0..6)
-        .map(|_| {
-            let url = gw.url("/slow?ms=1000");
-            tokio::spawn(async move {
-                let resp = client().get(url).send().await.unwrap();
-                (resp.status(), resp.text().await.unwrap())
-            })
-        })
-        .collect();
+    let slow: Vec<_> = (0..6).map(|_| slow_request(&gw, 1000)).collect();
     up.wait_received(48 + 6).await;
     let shutdown = tokio::spawn(gw.shutdown());
-    let refused = tokio::time::timeout(Duration::from_secs(2), async {
-        while TcpStream::connect(addr).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        refused.is_ok(),
-        "still accepting connections 2 s into shutdown"
-    );
+    assert_refused_soon(addr).await;
     for task in slow {
         let (status, body) = task.await.unwrap();
         assert_eq!((status.as_u16(), body.as_str()), (200, "slow done"));

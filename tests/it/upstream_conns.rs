@@ -64,6 +64,12 @@ async fn serve(mut stream: TcpStream, n: usize, close_after_each: bool) {
     }
 }
 
+/// A gateway whose only route goes to `up`.
+async fn gateway_to(up: &CountingUpstream) -> TestGateway {
+    let config = Config::new().route("/", &format!("http://{}", up.addr));
+    TestGateway::start(&config.build()).await
+}
+
 /// Sends `count` GETs on one client connection; returns the response bodies.
 async fn requests_on_one_connection(gw: SocketAddr, count: usize) -> Vec<String> {
     let mut stream = TcpStream::connect(gw).await.unwrap();
@@ -84,8 +90,7 @@ async fn requests_on_one_connection(gw: SocketAddr, count: usize) -> Vec<String>
 #[tokio::test]
 async fn a_client_connection_keeps_one_upstream_connection() {
     let up = CountingUpstream::start(false).await;
-    let config = Config::new().route("/", &format!("http://{}", up.addr));
-    let gw = TestGateway::start(&config.build()).await;
+    let gw = gateway_to(&up).await;
 
     let bodies = requests_on_one_connection(gw.addr, 5).await;
     assert!(bodies.iter().all(|b| b == "conn-1"), "{bodies:?}");
@@ -100,8 +105,7 @@ async fn a_client_connection_keeps_one_upstream_connection() {
 #[tokio::test]
 async fn an_upstream_closing_its_connection_costs_a_new_one_not_a_failure() {
     let up = CountingUpstream::start(true).await;
-    let config = Config::new().route("/", &format!("http://{}", up.addr));
-    let gw = TestGateway::start(&config.build()).await;
+    let gw = gateway_to(&up).await;
 
     let bodies = requests_on_one_connection(gw.addr, 4).await;
     assert_eq!(bodies, ["conn-1", "conn-2", "conn-3", "conn-4"]);
