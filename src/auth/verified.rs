@@ -8,6 +8,7 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 
 use super::keys::Keyring;
+use super::session::{SessionId, lookup_id};
 use super::token::{AccessClaims, TokenError, TokenRules};
 
 /// Verified tokens kept at once; a miss only costs one signature check.
@@ -15,7 +16,32 @@ const CAPACITY: usize = 16_384;
 
 /// A cache of verified tokens in front of a keyring.
 pub struct VerifiedTokens {
-    cache: Cache<Arc<str>, Arc<AccessClaims>>,
+    cache: Cache<Arc<str>, Arc<VerifiedToken>>,
+}
+
+/// A token whose signature and claims checked out, with what every request needs from it
+/// worked out once rather than per request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// Its claims.
+    pub claims: AccessClaims,
+    /// The user `sub` names.
+    pub user_id: u64,
+    /// The store index of the session `sid` names (a SHA-256, too costly to repeat).
+    pub session_id: SessionId,
+}
+
+impl VerifiedToken {
+    fn new(claims: AccessClaims) -> Result<VerifiedToken, TokenError> {
+        // Verification already refused a `sub` that is not a user id.
+        let user_id = claims.sub.parse().map_err(|_| TokenError::BadClaims)?;
+        let session_id = lookup_id(&claims.sid);
+        Ok(VerifiedToken {
+            claims,
+            user_id,
+            session_id,
+        })
+    }
 }
 
 impl std::fmt::Debug for VerifiedTokens {
@@ -46,14 +72,14 @@ impl VerifiedTokens {
         token: &str,
         rules: &TokenRules,
         now: u64,
-    ) -> Result<Arc<AccessClaims>, TokenError> {
-        if let Some(claims) = self.cache.get(token) {
-            claims.check_time(rules, now)?;
-            return Ok(claims);
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        if let Some(verified) = self.cache.get(token) {
+            verified.claims.check_time(rules, now)?;
+            return Ok(verified);
         }
-        let claims = Arc::new(keyring.verify(token, rules, now)?);
-        self.cache.insert(Arc::from(token), claims.clone());
-        Ok(claims)
+        let verified = Arc::new(VerifiedToken::new(keyring.verify(token, rules, now)?)?);
+        self.cache.insert(Arc::from(token), verified.clone());
+        Ok(verified)
     }
 }
 
@@ -86,12 +112,12 @@ mod tests {
         };
         let token = keyring.sign(&claims).unwrap();
         let cache = VerifiedTokens::new();
+        let first = cache.verify(&keyring, &token, &rules, 1500).unwrap();
+        assert_eq!(first.claims, claims);
+        assert_eq!(first.user_id, 1);
+        assert_eq!(first.session_id, lookup_id(&claims.sid));
         assert_eq!(
-            *cache.verify(&keyring, &token, &rules, 1500).unwrap(),
-            claims
-        );
-        assert_eq!(
-            *cache.verify(&keyring, &token, &rules, 1600).unwrap(),
+            cache.verify(&keyring, &token, &rules, 1600).unwrap().claims,
             claims
         );
         assert_eq!(

@@ -57,17 +57,17 @@ pub async fn authenticate(
     let now = identity.clock.now_secs();
     // Seen before: a lookup; new: a full signature check whose success is kept.
     let tokens = &settings.tokens;
-    let claims = tokens
+    let verified = tokens
         .verified
         .verify(&tokens.keyring, token, &tokens.rules, now)?;
     let idle = settings.sessions.idle_timeout.as_secs();
     let session = identity
         .sessions
-        .get(&claims.sid, now, idle)
+        .get(&verified.session_id, &verified.claims.sid, now, idle)
         .await
         .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?
         .ok_or(GatewayError::SessionExpired)?;
-    if claims.sub.parse::<u64>().ok() != Some(session.user_id) {
+    if verified.user_id != session.user_id {
         return Err(GatewayError::InvalidToken(TokenError::BadClaims));
     }
     let user = identity

@@ -38,6 +38,12 @@ const CLIENT_FORWARDING: [HeaderName; 5] = [
 
 /// Removes hop-by-hop and `Connection`-named headers; returns `Upgrade` if an upgrade was asked.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    // Most messages carry none of these: one pass over the names finds that out, where
+    // removing each name in turn would hash and probe for all of them. Without
+    // `Connection` nothing else is named and no upgrade is asked.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return None;
+    }
     let mut named = Vec::new();
     let mut wants_upgrade = false;
     for value in headers.get_all(CONNECTION) {

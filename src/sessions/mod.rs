@@ -5,7 +5,7 @@ pub mod memory;
 
 use std::sync::Arc;
 
-use crate::auth::session::{Session, lookup_id};
+use crate::auth::session::{Session, SessionId, lookup_id};
 
 /// Why the session store could not answer (maps to 503 `storageUnavailable`).
 #[derive(Debug, thiserror::Error)]
@@ -38,17 +38,18 @@ impl SessionStore {
         }
     }
 
-    /// The live session for a presented key at `now`; an ended session is removed and
-    /// reported as absent, so nothing past its timeouts is ever returned.
+    /// The live session for a presented key (whose store index is `id`, from
+    /// [`lookup_id`]) at `now`; an ended session is removed and reported as absent, so
+    /// nothing past its timeouts is ever returned.
     pub async fn get(
         &self,
+        id: &SessionId,
         key: &str,
         now: u64,
         idle_secs: u64,
     ) -> Result<Option<Arc<Session>>, SessionStoreError> {
-        let id = lookup_id(key);
         match self {
-            SessionStore::Memory(m) => Ok(m.get(&id, key, now, idle_secs)),
+            SessionStore::Memory(m) => Ok(m.get(id, key, now, idle_secs)),
         }
     }
 
