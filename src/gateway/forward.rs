@@ -136,10 +136,13 @@ pub(crate) async fn forward(
     let exchange = async {
         match link {
             // An upgrade goes through the pool, which hands over the upgraded connection.
-            Some(link) if client_upgrade.is_none() => {
+            Some(link) if client_upgrade.is_none() && UpstreamLink::carries(&upstream_request) => {
                 link.send(&route.upstream, upstream_request).await
             }
-            _ => pool.send(upstream_request).await.map_err(Into::into),
+            _ => match pool.send(upstream_request).await {
+                Ok(response) => Ok(response.map(|body| body.map_err(Into::into).boxed())),
+                Err(e) => Err(e.into()),
+            },
         }
     };
     let mut response = tokio::time::timeout(route.timeout, exchange)
@@ -159,7 +162,7 @@ pub(crate) async fn forward(
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
     }
-    Ok(response.map(|body| body.map_err(Into::into).boxed()))
+    Ok(response)
 }
 
 /// Joins the client's and the upstream's upgraded connections until either side closes.

@@ -3,3 +3,5 @@
 pub mod client;
 pub mod headers;
 pub mod link;
+pub(crate) mod upstream_body;
+pub(crate) mod upstream_conn;

@@ -48,7 +48,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cance
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
-            drive(connection, None, stop).await;
+            drive(connection, stop).await;
         });
     }
 }

@@ -20,7 +20,6 @@ use tokio_util::task::TaskTracker;
 
 use super::Shared;
 use super::sniff::{Protocol, Sniffed};
-use super::together::Together;
 use crate::config::Settings;
 use crate::gateway::handle::ConnInfo;
 use crate::proxy::link::UpstreamLink;
@@ -156,7 +155,7 @@ async fn serve<IO>(
     };
     let gateway = shared.gateway.clone();
     // HTTP/1.1 carries one request at a time, so the connection keeps its own upstream
-    // connections, driven by this task alongside it; HTTP/2 uses the shared pool.
+    // connections; HTTP/2 uses the shared pool.
     let link = (protocol == Protocol::Http1).then(|| Arc::new(UpstreamLink::new()));
     let service = {
         let link = link.clone();
@@ -175,7 +174,7 @@ async fn serve<IO>(
                 .keep_alive(true)
                 .serve_connection(io, service)
                 .with_upgrades();
-            drive(connection, link.as_deref(), stop).await;
+            drive(connection, stop).await;
         }
         Protocol::Http2 => {
             let connection = http2::Builder::new(TokioExecutor::new())
@@ -187,7 +186,7 @@ async fn serve<IO>(
                 .keep_alive_interval(H2_KEEPALIVE)
                 .keep_alive_timeout(H2_KEEPALIVE)
                 .serve_connection(io, service);
-            drive(connection, None, stop).await;
+            drive(connection, stop).await;
         }
     }
 }
@@ -225,33 +224,21 @@ where
     }
 }
 
-/// Runs a connection to its end, draining it if `stop` fires first, and drives the
-/// connection's upstream `link` in the same task.
-pub(crate) async fn drive<C, E>(connection: C, link: Option<&UpstreamLink>, stop: CancellationToken)
+/// Runs a connection to its end, draining it if `stop` fires first.
+pub(crate) async fn drive<C, E>(connection: C, stop: CancellationToken)
 where
     C: Drainable<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     let mut connection = std::pin::pin!(connection);
-    let mut stopping = std::pin::pin!(stop.cancelled());
-    let mut draining = false;
-    let together = Together::new();
-    let result = std::future::poll_fn(|cx| {
-        together.poll(cx, |cx| {
-            if !draining && stopping.as_mut().poll(cx).is_ready() {
-                connection.as_mut().drain();
-                draining = true;
-            }
-            let result = connection.as_mut().poll(cx);
-            // After the client side, so a connection it just opened is polled at once;
-            // a response this delivers wakes the round again.
-            if let Some(link) = link {
-                link.poll_connections(cx);
-            }
-            result
-        })
-    })
-    .await;
+    let result = tokio::select! {
+        biased;
+        result = connection.as_mut() => result,
+        _ = stop.cancelled() => {
+            connection.as_mut().drain();
+            connection.await
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }

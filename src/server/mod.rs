@@ -6,7 +6,6 @@ pub mod metrics;
 mod signals;
 mod sniff;
 pub mod tls;
-mod together;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,317 @@
+//! One HTTP/1.1 connection to an upstream, spoken directly: the request head goes out in
+//! one write, the response head is parsed in place with httparse, and the body is read off
+//! the same connection while the client is sent it (`upstream_body.rs`).
+//!
+//! Only requests without a body travel this way (see `link.rs`), so an exchange is: write
+//! the head, read the response head, then hand the connection to the response body.
+
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request, response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::BoxError;
+
+/// How long establishing an upstream TCP connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest response head (status line and headers) accepted from an upstream.
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most header fields accepted in one response head.
+const MAX_HEADERS: usize = 100;
+/// How much is read from the upstream at once.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+/// An open connection to an upstream, with what was read from it and not yet used.
+#[derive(Debug)]
+pub(crate) struct UpstreamConn {
+    stream: TcpStream,
+    /// Bytes received and not yet consumed.
+    pub(crate) buf: BytesMut,
+    /// The request head being written; its allocation is kept between requests.
+    head: Vec<u8>,
+    /// How many responses this connection has carried.
+    pub(crate) exchanges: u64,
+}
+
+/// How the body of a response is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body at all (a `HEAD` request, `204`, `304`, `101`).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A response head read from an upstream, and what follows it.
+#[derive(Debug)]
+pub(crate) struct Head {
+    /// Status and headers, as the client will be sent them.
+    pub parts: response::Parts,
+    /// How its body is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this body.
+    pub reusable: bool,
+}
+
+/// Why an exchange failed, and whether the upstream can have seen the request.
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// The connection closed or failed before any byte of a response arrived: a kept
+    /// connection the upstream had given up on. Safe to repeat an idempotent request.
+    Closed(io::Error),
+    /// Anything else: a malformed or cut-off response, or an I/O error mid-response.
+    Failed(BoxError),
+}
+
+impl From<ExchangeError> for BoxError {
+    fn from(error: ExchangeError) -> BoxError {
+        match error {
+            ExchangeError::Closed(e) => format!("upstream closed the connection: {e}").into(),
+            ExchangeError::Failed(e) => e,
+        }
+    }
+}
+
+impl UpstreamConn {
+    /// Opens a connection to `authority` (`TCP_NODELAY`, within `CONNECT_TIMEOUT`).
+    pub async fn connect(authority: &Authority) -> Result<UpstreamConn, BoxError> {
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| format!("connecting to {authority} timed out"))??;
+        stream.set_nodelay(true)?;
+        Ok(UpstreamConn {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            head: Vec::with_capacity(1024),
+            exchanges: 0,
+        })
+    }
+
+    /// Whether a kept connection is still worth using: the upstream has sent nothing since
+    /// the last response (a close or stray bytes would show as readable). Checking costs
+    /// no system call unless something did arrive.
+    pub fn still_open(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        match self.stream.poll_read_ready(cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness can be stale: only a read tells a close from nothing.
+            Poll::Ready(Ok(())) => matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+
+    /// Sends a request without a body and reads the response head, skipping interim
+    /// (1xx) responses other than `101`.
+    pub async fn exchange(
+        &mut self,
+        request: &request::Parts,
+        authority: &Authority,
+    ) -> Result<Head, ExchangeError> {
+        encode_head(request, authority, &mut self.head);
+        self.stream
+            .write_all(&self.head)
+            .await
+            .map_err(ExchangeError::Closed)?;
+        let mut received = false;
+        loop {
+            if let Some(head) = self.parse_head(&request.method)? {
+                self.exchanges += 1;
+                return Ok(head);
+            }
+            if self.buf.len() >= MAX_HEAD_BYTES {
+                return Err(ExchangeError::Failed(
+                    "upstream response head too large".into(),
+                ));
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) if !received => {
+                    return Err(ExchangeError::Closed(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(0) => {
+                    return Err(ExchangeError::Failed(
+                        "upstream closed the connection mid-head".into(),
+                    ));
+                }
+                Ok(_) => received = true,
+                Err(e) if !received => return Err(ExchangeError::Closed(e)),
+                Err(e) => return Err(ExchangeError::Failed(e.into())),
+            }
+        }
+    }
+
+    /// Reads more of the response into `buf`; `Ok(0)` is the upstream closing.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buf.reserve(READ_CHUNK);
+        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    /// A complete final response head at the front of `buf`, consumed; `None` when more
+    /// bytes are needed.
+    fn parse_head(&mut self, method: &Method) -> Result<Option<Head>, ExchangeError> {
+        loop {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut slots);
+            let len = match parsed.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => {
+                    return Err(ExchangeError::Failed(
+                        format!("malformed upstream response head: {e}").into(),
+                    ));
+                }
+            };
+            let code = parsed.code.unwrap_or_default();
+            let http10 = parsed.version == Some(0);
+            let status = StatusCode::from_u16(code)
+                .map_err(|_| ExchangeError::Failed("bad upstream status code".into()))?;
+            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                // `100 Continue`, `103 Early Hints`: the final response follows.
+                let _ = self.buf.split_to(len);
+                continue;
+            }
+            // The field slices point into `buf`: note where each value lies, then keep the
+            // values as shared slices of the head rather than copies.
+            let base = self.buf.as_ptr() as usize;
+            let mut fields = Vec::with_capacity(parsed.headers.len());
+            for field in parsed.headers.iter() {
+                let name = HeaderName::from_bytes(field.name.as_bytes())
+                    .map_err(|_| ExchangeError::Failed("bad upstream header name".into()))?;
+                let start = field.value.as_ptr() as usize - base;
+                fields.push((name, start..start + field.value.len()));
+            }
+            let head_bytes: Bytes = self.buf.split_to(len).freeze();
+            let mut headers = HeaderMap::with_capacity(fields.len());
+            for (name, span) in fields {
+                let value = HeaderValue::from_maybe_shared(head_bytes.slice(span))
+                    .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
+                headers.append(name, value);
+            }
+            let (framing, reusable) = framing(method, status, http10, &mut headers)
+                .map_err(|e| ExchangeError::Failed(e.into()))?;
+            let mut parts = http::Response::new(()).into_parts().0;
+            parts.status = status;
+            parts.headers = headers;
+            return Ok(Some(Head {
+                parts,
+                framing,
+                reusable,
+            }));
+        }
+    }
+}
+
+/// Writes the head of a bodiless request in origin form: `Host` is the client's (already in
+/// `headers`) or else the upstream's authority. Header names and values are valid by
+/// construction (`http` refuses CR, LF and NUL), so nothing here can split the message.
+pub(crate) fn encode_head(request: &request::Parts, authority: &Authority, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(request.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !request.headers.contains_key(HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &request.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is delimited and whether the connection can be kept afterwards
+/// (RFC 9112 §6.3, §9.3). A `Content-Length` next to `Transfer-Encoding` is removed (the
+/// latter wins) and the connection is not reused; conflicting lengths are an error.
+pub(crate) fn framing(
+    method: &Method,
+    status: StatusCode,
+    http10: bool,
+    headers: &mut HeaderMap,
+) -> Result<(Framing, bool), &'static str> {
+    let connection = |token: &str| {
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    };
+    let mut reusable = if http10 {
+        connection("keep-alive")
+    } else {
+        !connection("close")
+    };
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((Framing::Empty, false));
+    }
+    if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, reusable));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let chunked_last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .rfind(|t| !t.is_empty())
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        if headers.remove(CONTENT_LENGTH).is_some() {
+            reusable = false;
+        }
+        return Ok(if chunked_last && !http10 {
+            (Framing::Chunked, reusable)
+        } else {
+            (Framing::UntilClose, false)
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_length(item.trim_ascii()).ok_or("invalid upstream Content-Length")?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err("conflicting upstream Content-Length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), reusable),
+        None => (Framing::UntilClose, false),
+    })
+}
+
+/// A decimal length: digits only, no sign, no overflow.
+fn parse_length(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
