@@ -18,4 +18,5 @@ mod it {
     pub mod store;
     mod tls;
     mod upstream_conns;
+    mod upstream_framing;
 }

@@ -69,6 +69,15 @@ pub async fn send(addr: SocketAddr, request: &str) -> RawResponse {
 /// Reads one response from `stream`: head, then a body delimited by `Content-Length`,
 /// chunked encoding, or the end of the connection. Not bounded: wrap it in a timeout.
 pub async fn read_response(stream: &mut TcpStream) -> std::io::Result<RawResponse> {
+    read_response_to(stream, "GET").await
+}
+
+/// Like [`read_response`], for a request with `method`: the response to `HEAD` has no body
+/// whatever its headers say.
+pub async fn read_response_to(
+    stream: &mut TcpStream,
+    method: &str,
+) -> std::io::Result<RawResponse> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(pos) = find(&buf, b"\r\n\r\n") {
@@ -96,7 +105,7 @@ pub async fn read_response(stream: &mut TcpStream) -> std::io::Result<RawRespons
         headers,
         body: Vec::new(),
     };
-    if status < 200 || status == 204 || status == 304 {
+    if status < 200 || status == 204 || status == 304 || method == "HEAD" {
         return Ok(resp);
     }
     let chunked = resp
