@@ -19,6 +19,7 @@ use crate::auth::cookies;
 use crate::proxy::client::UpstreamClient;
 use crate::proxy::headers;
 use crate::proxy::link::UpstreamLink;
+use crate::proxy::upstream_conn::ADDED_HEADERS;
 use crate::server::metrics::Metrics;
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket).
@@ -44,6 +45,8 @@ pub(crate) fn prepare_upstream_request(
     request: Request<Incoming>,
 ) -> Result<Request<Body>, GatewayError> {
     let (mut parts, body) = request.into_parts();
+    // One growth for the forwarding and identity headers added below, not one per header.
+    parts.headers.reserve(ADDED_HEADERS);
     let settings = &ctx.settings;
     // The host the client addressed goes upstream as it came: the `Host` header itself
     // when there is one (HTTP/1.1), else the URI's authority (HTTP/2).

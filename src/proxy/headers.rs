@@ -38,10 +38,16 @@ const CLIENT_FORWARDING: [HeaderName; 5] = [
 
 /// Removes hop-by-hop and `Connection`-named headers; returns `Upgrade` if an upgrade was asked.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
-    // Most messages carry none of these: one pass over the names finds that out, where
-    // removing each name in turn would hash and probe for all of them. Without
-    // `Connection` nothing else is named and no upgrade is asked.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names finds which of these are present (usually none, or only
+    // `Connection`), so only those are removed: removing each name in turn would hash and
+    // probe for all nine on every message.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return None;
     }
     let mut named = Vec::new();
@@ -51,6 +57,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
             let token = token.trim_ascii();
             if token.eq_ignore_ascii_case(b"upgrade") {
                 wants_upgrade = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                // Names `Keep-Alive`, which is hop-by-hop and so already in `present`.
             } else if let Ok(name) = HeaderName::from_bytes(token) {
                 named.push(name);
             }
@@ -65,8 +73,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     upgrade
 }
@@ -313,6 +323,19 @@ mod tests {
         assert_eq!(strip_hop_by_hop(&mut headers), None);
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["accept"], "*/*");
+
+        // Each one alone is found too, and nothing else is touched.
+        for alone in ["Keep-Alive: timeout=5", "TE: trailers", "Upgrade: h2c", "Trailer: X"] {
+            let mut headers = map(&format!("{alone} | Accept: */* | X-Keep: 1"));
+            assert_eq!(strip_hop_by_hop(&mut headers), None);
+            assert_eq!(headers.len(), 2, "{alone}");
+        }
+        let mut plain = map("Accept: */* | Accept: text/html | X-Keep: 1");
+        assert_eq!(strip_hop_by_hop(&mut plain), None);
+        assert_eq!(plain.len(), 3);
+        let mut keep_alive = map("Connection: Keep-Alive | Keep-Alive: timeout=5 | X-Keep: 1");
+        assert_eq!(strip_hop_by_hop(&mut keep_alive), None);
+        assert_eq!(keep_alive.len(), 1);
     }
 
     #[test]

@@ -24,6 +24,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields accepted in one response head.
 const MAX_HEADERS: usize = 100;
+/// Headers tollgate may add to a request or response it forwards.
+pub(crate) const ADDED_HEADERS: usize = 8;
 /// How much is read from the upstream at once.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
@@ -201,7 +203,9 @@ impl UpstreamConn {
                 fields.push((name, start..start + field.value.len()));
             }
             let head_bytes: Bytes = self.buf.split_to(len).freeze();
-            let mut headers = HeaderMap::with_capacity(fields.len());
+            // Room for what tollgate adds on the way back (token, CORS exposure, cache
+            // policy), so adding them never grows the map.
+            let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_HEADERS);
             for (name, span) in fields {
                 let value = HeaderValue::from_maybe_shared(head_bytes.slice(span))
                     .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
