@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod endpoints;
 pub mod gateway;
+pub(crate) mod http1;
 pub mod proxy;
 pub mod server;
 pub mod sessions;

@@ -9,6 +9,7 @@ mod it {
     mod admin;
     mod auth;
     mod binary;
+    mod client_conns;
     mod config;
     mod errors;
     mod lifecycle;

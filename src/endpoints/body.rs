@@ -1,11 +1,12 @@
 //! Reading request bodies of native endpoints: size-limited, JSON or HTML form.
 
+use bytes::BytesMut;
 use http::Request;
 use http::header::CONTENT_TYPE;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
+use crate::Body;
 use crate::gateway::error::GatewayError;
 
 /// A decoded body and whether it came from an HTML form.
@@ -18,7 +19,7 @@ pub struct Decoded<T> {
 
 /// Reads at most `limit` bytes and decodes JSON, or a form when the content type says so.
 pub async fn decode<T: DeserializeOwned>(
-    request: Request<Incoming>,
+    request: Request<Body>,
     limit: usize,
 ) -> Result<Decoded<T>, GatewayError> {
     let form = request
@@ -29,17 +30,7 @@ pub async fn decode<T: DeserializeOwned>(
             v.trim_start()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    let bytes = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                GatewayError::PayloadTooLarge
-            } else {
-                GatewayError::InvalidRequest("unreadable body")
-            }
-        })?
-        .to_bytes();
+    let bytes = read_limited(request.into_body(), limit).await?;
     let value = if form {
         serde_urlencoded::from_bytes(&bytes)
             .map_err(|_| GatewayError::InvalidRequest("malformed form"))?
@@ -48,4 +39,19 @@ pub async fn decode<T: DeserializeOwned>(
             .map_err(|_| GatewayError::InvalidRequest("malformed JSON"))?
     };
     Ok(Decoded { value, form })
+}
+
+/// The whole body, refused with 413 once it passes `limit` bytes (nothing more is read).
+async fn read_limited(mut body: Body, limit: usize) -> Result<BytesMut, GatewayError> {
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| GatewayError::InvalidRequest("unreadable body"))?;
+        if let Ok(data) = frame.into_data() {
+            if data.len() > limit.saturating_sub(bytes.len()) {
+                return Err(GatewayError::PayloadTooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }

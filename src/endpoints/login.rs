@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, USER_AGENT};
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -33,7 +32,7 @@ struct Credentials {
 /// Signs in: JSON gets the token in the body; a browser form gets a cookie and a redirect.
 pub async fn serve(
     native: &Native<'_>,
-    request: Request<Incoming>,
+    request: Request<Body>,
 ) -> Result<Response<Body>, GatewayError> {
     let user_agent = request
         .headers()

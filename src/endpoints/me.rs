@@ -1,7 +1,6 @@
 //! `GET P/me`: who the caller is and the state of their session.
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{Native, json};
@@ -12,7 +11,7 @@ use crate::gateway::error::GatewayError;
 /// The caller's user and session, with the current token attached.
 pub async fn serve(
     native: &Native<'_>,
-    request: Request<Incoming>,
+    request: Request<Body>,
 ) -> Result<Response<Body>, GatewayError> {
     let auth = authenticate(native.settings, native.identity, request.headers()).await?;
     let idle = native.settings.sessions.idle_timeout.as_secs();

@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::Body;
 use crate::auth::identity::Identity;
@@ -36,7 +35,7 @@ pub struct Native<'a> {
 pub async fn serve(
     native: &Native<'_>,
     path: &str,
-    request: Request<Incoming>,
+    request: Request<Body>,
 ) -> Result<Response<Body>, GatewayError> {
     let method = request.method().clone();
     if path == JWKS_PATH {

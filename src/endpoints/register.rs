@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,7 +24,7 @@ struct Registration {
 /// Creates the user: 201, or 400 / 403 / 409 / 503 as SPEC section 3 lists.
 pub async fn serve(
     native: &Native<'_>,
-    request: Request<Incoming>,
+    request: Request<Body>,
 ) -> Result<Response<Body>, GatewayError> {
     let settings = native.settings;
     if !settings.login.registration {

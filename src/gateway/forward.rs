@@ -7,20 +7,19 @@ use http::header::{AUTHORIZATION, CONNECTION, HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::authenticate::{Authenticated, strip_upstream_credentials};
 use super::error::GatewayError;
 use super::handle::{RequestContext, host_of};
 use super::route::Route;
-use crate::Body;
 use crate::auth::cookies;
+use crate::http1::ADDED_HEADERS;
 use crate::proxy::client::UpstreamClient;
 use crate::proxy::headers;
 use crate::proxy::link::UpstreamLink;
-use crate::proxy::upstream_conn::ADDED_HEADERS;
 use crate::server::metrics::Metrics;
+use crate::{Body, BoxError};
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket).
 pub fn asks_upgrade<B>(request: &Request<B>) -> bool {
@@ -42,7 +41,7 @@ pub(crate) fn prepare_upstream_request(
     route: &Route,
     path: &str,
     auth: Option<&Authenticated>,
-    request: Request<Incoming>,
+    request: Request<Body>,
 ) -> Result<Request<Body>, GatewayError> {
     let (mut parts, body) = request.into_parts();
     // One growth for the forwarding and identity headers added below, not one per header.
@@ -120,7 +119,7 @@ pub(crate) fn prepare_upstream_request(
         .build()
         .map_err(|_| GatewayError::InvalidRequest("bad uri"))?;
     parts.version = Version::HTTP_11;
-    Ok(Request::from_parts(parts, body.map_err(Into::into).boxed()))
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Sends the request within the route's timeout (on the downstream connection's own
@@ -143,7 +142,9 @@ pub(crate) async fn forward(
                 link.send(&route.upstream, upstream_request).await
             }
             _ => match pool.send(upstream_request).await {
-                Ok(response) => Ok(response.map(|body| body.map_err(Into::into).boxed())),
+                Ok(response) => {
+                    Ok(response.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+                }
                 Err(e) => Err(e.into()),
             },
         }

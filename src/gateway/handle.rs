@@ -10,7 +10,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HOST, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 
 use super::authenticate::{add_current_token, authenticate, authorise};
 use super::error::{GatewayError, full, wants_html};
@@ -99,7 +98,7 @@ impl Gateway {
     /// `link` holds the downstream connection's own upstream connections (HTTP/1.1).
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<Body>,
         conn: ConnInfo,
         link: Option<&UpstreamLink>,
     ) -> Response<Body> {
@@ -168,7 +167,7 @@ impl Gateway {
     async fn phases(
         &self,
         ctx: &mut RequestContext,
-        mut request: Request<Incoming>,
+        mut request: Request<Body>,
         html: bool,
         link: Option<&UpstreamLink>,
     ) -> Result<Response<Body>, GatewayError> {

@@ -15,7 +15,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Headers about one connection that must never cross the proxy (RFC 9110 §7.6.1, RFC 2616).
 /// Names, not strings, so removing them needs no parsing per request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -28,7 +28,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Forwarding headers a client may send; all are replaced by tollgate's own.
-const CLIENT_FORWARDING: [HeaderName; 5] = [
+static CLIENT_FORWARDING: [HeaderName; 5] = [
     HeaderName::from_static("forwarded"),
     X_FORWARDED_FOR,
     X_FORWARDED_PROTO,
@@ -325,7 +325,12 @@ mod tests {
         assert_eq!(headers["accept"], "*/*");
 
         // Each one alone is found too, and nothing else is touched.
-        for alone in ["Keep-Alive: timeout=5", "TE: trailers", "Upgrade: h2c", "Trailer: X"] {
+        for alone in [
+            "Keep-Alive: timeout=5",
+            "TE: trailers",
+            "Upgrade: h2c",
+            "Trailer: X",
+        ] {
             let mut headers = map(&format!("{alone} | Accept: */* | X-Keep: 1"));
             assert_eq!(strip_hop_by_hop(&mut headers), None);
             assert_eq!(headers.len(), 2, "{alone}");

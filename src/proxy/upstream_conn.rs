@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::Authority;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request, response};
+use http::{HeaderMap, Method, StatusCode, request, response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,8 +24,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields accepted in one response head.
 const MAX_HEADERS: usize = 100;
-/// Headers tollgate may add to a request or response it forwards.
-pub(crate) const ADDED_HEADERS: usize = 8;
 /// How much is read from the upstream at once.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
@@ -192,25 +190,11 @@ impl UpstreamConn {
                 let _ = self.buf.split_to(len);
                 continue;
             }
-            // The field slices point into `buf`: note where each value lies, then keep the
-            // values as shared slices of the head rather than copies.
-            let base = self.buf.as_ptr() as usize;
-            let mut fields = Vec::with_capacity(parsed.headers.len());
-            for field in parsed.headers.iter() {
-                let name = HeaderName::from_bytes(field.name.as_bytes())
-                    .map_err(|_| ExchangeError::Failed("bad upstream header name".into()))?;
-                let start = field.value.as_ptr() as usize - base;
-                fields.push((name, start..start + field.value.len()));
-            }
+            let located = crate::http1::locate_fields(&self.buf, parsed.headers)
+                .map_err(|_| ExchangeError::Failed("bad upstream header name".into()))?;
             let head_bytes: Bytes = self.buf.split_to(len).freeze();
-            // Room for what tollgate adds on the way back (token, CORS exposure, cache
-            // policy), so adding them never grows the map.
-            let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_HEADERS);
-            for (name, span) in fields {
-                let value = HeaderValue::from_maybe_shared(head_bytes.slice(span))
-                    .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
-                headers.append(name, value);
-            }
+            let mut headers = crate::http1::header_map(&head_bytes, located)
+                .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
             let (framing, reusable) = framing(method, status, http10, &mut headers)
                 .map_err(|e| ExchangeError::Failed(e.into()))?;
             let mut parts = http::Response::new(()).into_parts().0;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Shared;
+use super::direct::{self, HeadLimits, Served};
 use super::sniff::{Protocol, Sniffed};
 use crate::config::Settings;
 use crate::gateway::handle::ConnInfo;
@@ -157,11 +160,26 @@ async fn serve<IO>(
     // HTTP/1.1 carries one request at a time, so the connection keeps its own upstream
     // connections; HTTP/2 uses the shared pool.
     let link = (protocol == Protocol::Http1).then(|| Arc::new(UpstreamLink::new()));
+    if let Some(link) = &link {
+        let head_limits = HeadLimits {
+            read_timeout: limits.header_read_timeout,
+            max_bytes: limits.max_header_bytes,
+        };
+        // Requests without a body are served directly; the first that is not, and every
+        // request after it, goes to hyper below.
+        io = match direct::serve(io, &conn, head_limits, &gateway, link, &stop).await {
+            Served::Closed => return,
+            Served::HandOver(io) => io,
+        };
+    }
     let service = {
         let link = link.clone();
         service_fn(move |request| {
             let (gateway, link, conn) = (gateway.clone(), link.clone(), conn.clone());
-            async move { Ok::<_, Infallible>(gateway.handle(request, conn, link.as_deref()).await) }
+            async move {
+                let request = request.map(boxed_body);
+                Ok::<_, Infallible>(gateway.handle(request, conn, link.as_deref()).await)
+            }
         })
     };
     let io = TokioIo::new(io);
@@ -189,6 +207,11 @@ async fn serve<IO>(
             drive(connection, stop).await;
         }
     }
+}
+
+/// A request body from hyper in the form the gateway takes.
+fn boxed_body(body: Incoming) -> crate::Body {
+    body.map_err(|e| -> crate::BoxError { Box::new(e) }).boxed()
 }
 
 /// A served connection that can be asked to finish its requests and close.

@@ -1,6 +1,7 @@
 //! Running tollgate: bind the listeners, serve, reload on request, drain on shutdown.
 
 pub mod admin;
+mod direct;
 pub mod listener;
 pub mod metrics;
 mod signals;

@@ -37,6 +37,16 @@ impl<IO: AsyncRead + Unpin> Sniffed<IO> {
         }
     }
 
+    /// Puts `bytes` back in front of whatever is still to be replayed: the next reader
+    /// gets them first.
+    pub fn unread(&mut self, bytes: &[u8]) {
+        let mut buffer = Vec::with_capacity(bytes.len() + self.buffer.len() - self.replayed);
+        buffer.extend_from_slice(bytes);
+        buffer.extend_from_slice(&self.buffer[self.replayed..]);
+        self.buffer = buffer;
+        self.replayed = 0;
+    }
+
     /// Reads just enough to tell HTTP/2's preface from anything else.
     pub async fn detect(&mut self) -> io::Result<Protocol> {
         loop {

@@ -1,0 +1,93 @@
+//! Pieces of HTTP/1.1 shared by the server's direct path and the upstream client: header
+//! fields parsed by httparse turned into a `HeaderMap` without copying their values, and
+//! the `Date` header.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Header fields tollgate may add to a message it forwards; maps get room for them up
+/// front so that adding them never grows the map.
+pub const ADDED_HEADERS: usize = 8;
+
+/// Where each parsed field's name and value lie: names checked now, values located in
+/// `buf` (the bytes httparse parsed) so they can later share the frozen head.
+pub fn locate_fields(
+    buf: &[u8],
+    fields: &[httparse::Header<'_>],
+) -> Result<Vec<(HeaderName, Range<usize>)>, http::header::InvalidHeaderName> {
+    let base = buf.as_ptr() as usize;
+    let mut located = Vec::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())?;
+        let start = field.value.as_ptr() as usize - base;
+        located.push((name, start..start + field.value.len()));
+    }
+    Ok(located)
+}
+
+/// The located fields as a map whose values are slices of `head`.
+pub fn header_map(
+    head: &Bytes,
+    located: Vec<(HeaderName, Range<usize>)>,
+) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
+    let mut headers = HeaderMap::with_capacity(located.len() + ADDED_HEADERS);
+    for (name, span) in located {
+        headers.append(name, HeaderValue::from_maybe_shared(head.slice(span))?);
+    }
+    Ok(headers)
+}
+
+thread_local! {
+    /// The `Date` value of the current second, formatted once per second per thread.
+    static DATE: RefCell<(u64, HeaderValue)> =
+        const { RefCell::new((0, HeaderValue::from_static(""))) };
+}
+
+/// The current time as an HTTP `Date` value (RFC 9110 §5.6.7).
+pub fn date() -> HeaderValue {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    DATE.with_borrow_mut(|(cached_second, value)| {
+        if *cached_second != second {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(fresh) = HeaderValue::from_str(&text) {
+                *value = fresh;
+                *cached_second = second;
+            }
+        }
+        value.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_become_a_map_sharing_the_head() {
+        let text = b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Two: 1\r\nx-two: 2\r\n\r\n";
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut request = httparse::Request::new(&mut slots);
+        assert!(request.parse(text).unwrap().is_complete());
+        let located = locate_fields(text, request.headers).unwrap();
+        let map = header_map(&Bytes::from_static(text), located).unwrap();
+        assert_eq!(map["host"], "a.test");
+        let twos: Vec<_> = map.get_all("x-two").iter().collect();
+        assert_eq!(twos, ["1", "2"]);
+    }
+
+    #[test]
+    fn the_date_is_an_http_date() {
+        let date = date();
+        let parsed = httpdate::parse_http_date(date.to_str().unwrap()).unwrap();
+        let off = SystemTime::now().duration_since(parsed).unwrap_or_default();
+        assert!(off < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,344 @@
+//! HTTP/1.1 requests without a body, served directly: the head is parsed in place with
+//! httparse, the gateway answers, and the response goes out in as few writes as its body
+//! allows (one, when the body is already at hand). Nearly all proxied traffic is such
+//! requests, and serving them without a general-purpose HTTP stack is much of what makes
+//! an authenticated request cost no more than a plain proxy's.
+//!
+//! Everything else hands the connection, with every byte read so far, to hyper's HTTP/1
+//! server for the rest of its life, which then answers exactly as it would have from the
+//! start: a request with a body (`Content-Length` or `Transfer-Encoding`), `Expect`, an
+//! upgrade, HTTP/1.0, a request target that is not a path, and anything malformed or too
+//! large (hyper gives those their 400 or 431).
+
+use std::io::{self, Write};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body as _, Frame};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::sniff::Sniffed;
+use crate::gateway::handle::{ConnInfo, Gateway};
+use crate::proxy::link::UpstreamLink;
+use crate::{Body, BoxError, http1};
+
+/// The most header fields in one request head (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+/// How much is read from the client at once.
+const READ_CHUNK: usize = 8 * 1024;
+/// Response bytes gathered before they are written out.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// How a connection left the direct path.
+pub(crate) enum Served<IO> {
+    /// It is finished (closed by either side, timed out, or drained).
+    Closed,
+    /// hyper serves the rest; everything read so far will be read again.
+    HandOver(Sniffed<IO>),
+}
+
+/// What the direct path enforces while reading a request head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    /// How long a request head may take, counted from when the connection is ready for it.
+    pub read_timeout: Duration,
+    /// The largest request head.
+    pub max_bytes: usize,
+}
+
+/// What reading the next request head came to.
+// Moved once per request; boxing the request would cost an allocation each time instead.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// A request the direct path serves; `close` when the client asked to close after it.
+    Request(Request<Body>, bool),
+    /// More bytes are needed.
+    Partial,
+    /// A request for hyper.
+    HandOver,
+    /// The connection is done.
+    Closed,
+}
+
+/// Serves requests on `io` until the connection ends or a request needs hyper.
+pub(crate) async fn serve<IO>(
+    mut io: Sniffed<IO>,
+    conn: &ConnInfo,
+    limits: HeadLimits,
+    gateway: &Gateway,
+    link: &UpstreamLink,
+    stop: &CancellationToken,
+) -> Served<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(READ_CHUNK);
+    loop {
+        let (request, asked_close) = match next_head(&mut io, &mut buf, limits, stop).await {
+            Next::Request(request, close) => (request, close),
+            Next::HandOver => {
+                io.unread(&buf);
+                return Served::HandOver(io);
+            }
+            Next::Partial | Next::Closed => return Served::Closed,
+        };
+        let head_request = request.method() == Method::HEAD;
+        let response = gateway.handle(request, conn.clone(), Some(link)).await;
+        let close = asked_close || stop.is_cancelled();
+        let written = write_response(&mut io, &mut out, response, head_request, close).await;
+        if close || written.is_err() {
+            if let Err(e) = written {
+                tracing::debug!(peer = %conn.peer, error = %e, "response not sent in full");
+            }
+            let _ = io.shutdown().await;
+            return Served::Closed;
+        }
+    }
+}
+
+/// Reads until `buf` starts with a complete request head, within the header timeout;
+/// a drain (`stop`) ends a connection that is between requests.
+async fn next_head<IO>(
+    io: &mut Sniffed<IO>,
+    buf: &mut BytesMut,
+    limits: HeadLimits,
+    stop: &CancellationToken,
+) -> Next
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    // A pipelined request may already be here in full.
+    match parse_head(buf) {
+        Next::Partial => {}
+        next => return next,
+    }
+    let reading = async {
+        loop {
+            if buf.len() >= limits.max_bytes {
+                return Next::HandOver;
+            }
+            buf.reserve(READ_CHUNK);
+            match io.read_buf(buf).await {
+                Ok(0) | Err(_) => return Next::Closed,
+                Ok(_) => {}
+            }
+            match parse_head(buf) {
+                Next::Partial => {}
+                next => return next,
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => Next::Closed,
+        next = tokio::time::timeout(limits.read_timeout, reading) => next.unwrap_or(Next::Closed),
+    }
+}
+
+/// The request at the front of `buf`, consumed, if the direct path serves it.
+fn parse_head(buf: &mut BytesMut) -> Next {
+    // Uninitialised: httparse writes only the slots it fills.
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Next::Partial,
+        Err(_) => return Next::HandOver,
+    };
+    let (Some(1), Some(method), Some(path)) = (parsed.version, parsed.method, parsed.path) else {
+        return Next::HandOver;
+    };
+    if !path.starts_with('/') {
+        return Next::HandOver;
+    }
+    let mut close = false;
+    for field in parsed.headers.iter() {
+        let name = field.name.as_bytes();
+        // Anything that could mean a body or a change of protocol is hyper's to handle.
+        let hyper_handles = ["content-length", "transfer-encoding", "expect", "upgrade"];
+        if hyper_handles
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        {
+            return Next::HandOver;
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
+            close |= field
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Next::HandOver;
+    };
+    let path_start = path.as_ptr() as usize - buf.as_ptr() as usize;
+    let path_span = path_start..path_start + path.len();
+    let Ok(located) = http1::locate_fields(buf, parsed.headers) else {
+        return Next::HandOver;
+    };
+    let head = buf.split_to(len).freeze();
+    let built = Uri::from_maybe_shared(head.slice(path_span))
+        .ok()
+        .zip(http1::header_map(&head, located).ok());
+    let Some((uri, headers)) = built else {
+        // Put the head back for hyper to read again.
+        let mut restored = BytesMut::from(&head[..]);
+        restored.extend_from_slice(buf);
+        *buf = restored;
+        return Next::HandOver;
+    };
+    let mut request = Request::new(empty());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Next::Request(request, close)
+}
+
+/// The body of a request that has none (no allocation: the box holds nothing).
+fn empty() -> Body {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// How the response body is framed on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body is sent (`HEAD`, 1xx, 204, 304).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+}
+
+/// Writes `response`. A body that fails, or disagrees with its own `Content-Length`, is an
+/// error: the connection must then close, so the client cannot take a cut-off body for a
+/// complete one.
+async fn write_response<IO>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    response: Response<Body>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut framing = match parts.headers.get(CONTENT_LENGTH) {
+        _ if bodiless => Framing::None,
+        Some(declared) => Framing::Length(
+            std::str::from_utf8(declared.as_bytes())
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| io::Error::other("unusable Content-Length on a response"))?,
+        ),
+        None => match body.size_hint().exact() {
+            Some(n) => {
+                let _ = write!(out, "content-length: {n}\r\n");
+                Framing::Length(n)
+            }
+            None if head_request => Framing::None,
+            None => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                Framing::Chunked
+            }
+        },
+    };
+    for (name, value) in &parts.headers {
+        // Framing and the connection's fate are this hop's own, written above and below.
+        if name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(DATE) {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(http1::date().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if head_request {
+        framing = Framing::None;
+    }
+    if framing == Framing::None {
+        return io.write_all(out).await;
+    }
+    let mut sent = 0u64;
+    loop {
+        // Frames at hand join what is already gathered; before waiting for one, whatever is
+        // gathered goes out, so a slow body never holds back what came before it.
+        let frame = match poll_at_hand(&mut body) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    io.write_all(out).await?;
+                    out.clear();
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(io::Error::other)?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers: the client did not ask for them on this path.
+            continue;
+        };
+        sent += data.len() as u64;
+        match framing {
+            Framing::Length(n) if sent > n => {
+                return Err(io::Error::other("response body longer than its length"));
+            }
+            Framing::Chunked if !data.is_empty() => {
+                let _ = write!(out, "{:x}\r\n", data.len());
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => out.extend_from_slice(&data),
+        }
+        if out.len() >= WRITE_BATCH {
+            io.write_all(out).await?;
+            out.clear();
+        }
+    }
+    match framing {
+        Framing::Length(n) if sent != n => {
+            return Err(io::Error::other("response body shorter than its length"));
+        }
+        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        _ => {}
+    }
+    io.write_all(out).await
+}
+
+/// The body's next frame if it is already at hand.
+fn poll_at_hand(body: &mut Body) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    Pin::new(body).poll_frame(&mut cx)
+}
