@@ -29,16 +29,19 @@ pub fn locate_fields(
     Ok(located)
 }
 
-/// The located fields as a map whose values are slices of `head`.
-pub fn header_map(
+/// The located fields in `map` (emptied first; its allocation is reused), with values
+/// that are slices of `head`.
+pub fn fill_header_map(
+    map: &mut HeaderMap,
     head: &Bytes,
     located: Vec<(HeaderName, Range<usize>)>,
-) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
-    let mut headers = HeaderMap::with_capacity(located.len() + ADDED_HEADERS);
+) -> Result<(), http::header::InvalidHeaderValue> {
+    map.clear();
+    map.reserve(located.len() + ADDED_HEADERS);
     for (name, span) in located {
-        headers.append(name, HeaderValue::from_maybe_shared(head.slice(span))?);
+        map.append(name, HeaderValue::from_maybe_shared(head.slice(span))?);
     }
-    Ok(headers)
+    Ok(())
 }
 
 thread_local! {
@@ -77,7 +80,10 @@ mod tests {
         let mut request = httparse::Request::new(&mut slots);
         assert!(request.parse(text).unwrap().is_complete());
         let located = locate_fields(text, request.headers).unwrap();
-        let map = header_map(&Bytes::from_static(text), located).unwrap();
+        let mut map = HeaderMap::new();
+        map.insert("x-old", HeaderValue::from_static("gone"));
+        fill_header_map(&mut map, &Bytes::from_static(text), located).unwrap();
+        assert!(!map.contains_key("x-old"));
         assert_eq!(map["host"], "a.test");
         let twos: Vec<_> = map.get_all("x-two").iter().collect();
         assert_eq!(twos, ["1", "2"]);

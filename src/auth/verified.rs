@@ -16,7 +16,7 @@ const CAPACITY: usize = 16_384;
 
 /// A cache of verified tokens in front of a keyring.
 pub struct VerifiedTokens {
-    cache: Cache<Arc<str>, Arc<VerifiedToken>>,
+    cache: Cache<Arc<[u8]>, Arc<VerifiedToken>>,
 }
 
 /// A token whose signature and claims checked out, with what every request needs from it
@@ -64,12 +64,13 @@ impl VerifiedTokens {
         }
     }
 
-    /// The claims of `token` at `now`: from the cache when this exact token verified before,
-    /// else from a full verification (whose success is then cached).
+    /// The claims of `token` (as presented: bytes not yet known to be text) at `now`: from
+    /// the cache when this exact token verified before, else from a full verification
+    /// (whose success is then cached).
     pub fn verify(
         &self,
         keyring: &Keyring,
-        token: &str,
+        token: &[u8],
         rules: &TokenRules,
         now: u64,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
@@ -77,7 +78,8 @@ impl VerifiedTokens {
             verified.claims.check_time(rules, now)?;
             return Ok(verified);
         }
-        let verified = Arc::new(VerifiedToken::new(keyring.verify(token, rules, now)?)?);
+        let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
+        let verified = Arc::new(VerifiedToken::new(keyring.verify(text, rules, now)?)?);
         self.cache.insert(Arc::from(token), verified.clone());
         Ok(verified)
     }
@@ -112,20 +114,33 @@ mod tests {
         };
         let token = keyring.sign(&claims).unwrap();
         let cache = VerifiedTokens::new();
-        let first = cache.verify(&keyring, &token, &rules, 1500).unwrap();
+        let first = cache
+            .verify(&keyring, token.as_bytes(), &rules, 1500)
+            .unwrap();
         assert_eq!(first.claims, claims);
         assert_eq!(first.user_id, 1);
         assert_eq!(first.session_id, lookup_id(&claims.sid));
         assert_eq!(
-            cache.verify(&keyring, &token, &rules, 1600).unwrap().claims,
+            cache
+                .verify(&keyring, token.as_bytes(), &rules, 1600)
+                .unwrap()
+                .claims,
             claims
         );
         assert_eq!(
-            cache.verify(&keyring, &token, &rules, 2000),
+            cache.verify(&keyring, token.as_bytes(), &rules, 2000),
             Err(TokenError::Expired)
         );
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 2, 'x');
-        assert!(cache.verify(&keyring, &tampered, &rules, 1500).is_err());
+        assert!(
+            cache
+                .verify(&keyring, tampered.as_bytes(), &rules, 1500)
+                .is_err()
+        );
+        assert_eq!(
+            cache.verify(&keyring, b"\xff.\xfe.\xfd", &rules, 1500),
+            Err(TokenError::Malformed)
+        );
     }
 }

@@ -30,19 +30,25 @@ pub struct Authenticated {
 }
 
 /// The token a request presents: `Authorization: Bearer` first, else the access cookie;
-/// never the query string.
-pub fn presented_token<'a>(headers: &'a HeaderMap, settings: &Settings) -> Option<(&'a str, bool)> {
+/// never the query string. The bytes are as sent: whether they are even text is only
+/// checked when the token is not one already verified.
+pub fn presented_token<'a>(
+    headers: &'a HeaderMap,
+    settings: &Settings,
+) -> Option<(&'a [u8], bool)> {
     let bearer = headers
         .get(AUTHORIZATION)
-        // A header value holds no control characters, so UTF-8 is all left to check (and
-        // checking that is quick on a long token).
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+        .map(HeaderValue::as_bytes)
+        .and_then(|v| {
+            let space = v.iter().position(|&b| b == b' ')?;
+            let (scheme, token) = (&v[..space], &v[space + 1..]);
+            scheme
+                .eq_ignore_ascii_case(b"bearer")
+                .then(|| token.trim_ascii())
+        });
     match bearer {
         Some(token) => Some((token, false)),
-        None => cookies::find(headers, &settings.cookies.access_name).map(|t| (t, true)),
+        None => cookies::find(headers, &settings.cookies.access_name).map(|t| (t.as_bytes(), true)),
     }
 }
 

@@ -85,7 +85,7 @@ impl UpstreamLink {
         upstream: &Upstream,
         request: Request<Body>,
     ) -> Result<Response<Body>, BoxError> {
-        let (parts, _empty) = request.into_parts();
+        let (mut parts, _empty) = request.into_parts();
         let authority = &upstream.authority;
         let mut kept = self.take_idle(authority).await;
         loop {
@@ -96,7 +96,7 @@ impl UpstreamLink {
                 // moved with) every request's.
                 None => Box::pin(UpstreamConn::connect(authority)).await?,
             };
-            match conn.exchange(&parts, authority).await {
+            match conn.exchange(&mut parts, authority).await {
                 Ok(head) => {
                     let home = Home {
                         idle: self.idle.clone(),

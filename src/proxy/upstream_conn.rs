@@ -6,6 +6,7 @@
 //! the head, read the response head, then hand the connection to the response body.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -121,10 +122,11 @@ impl UpstreamConn {
     }
 
     /// Sends a request without a body and reads the response head, skipping interim
-    /// (1xx) responses other than `101`.
+    /// (1xx) responses other than `101`. Once a response head has arrived (and the request
+    /// can no longer be repeated), the request's header map is reused for it.
     pub async fn exchange(
         &mut self,
-        request: &request::Parts,
+        request: &mut request::Parts,
         authority: &Authority,
     ) -> Result<Head, ExchangeError> {
         encode_head(request, authority, &mut self.head);
@@ -134,7 +136,7 @@ impl UpstreamConn {
             .map_err(ExchangeError::Closed)?;
         let mut received = false;
         loop {
-            if let Some(head) = self.parse_head(&request.method)? {
+            if let Some(head) = self.parse_head(&request.method, &mut request.headers)? {
                 self.exchanges += 1;
                 return Ok(head);
             }
@@ -168,19 +170,27 @@ impl UpstreamConn {
 
     /// A complete final response head at the front of `buf`, consumed; `None` when more
     /// bytes are needed.
-    fn parse_head(&mut self, method: &Method) -> Result<Option<Head>, ExchangeError> {
+    fn parse_head(
+        &mut self,
+        method: &Method,
+        spare: &mut HeaderMap,
+    ) -> Result<Option<Head>, ExchangeError> {
         loop {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            let len = match parsed.parse(&self.buf) {
-                Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(e) => {
-                    return Err(ExchangeError::Failed(
-                        format!("malformed upstream response head: {e}").into(),
-                    ));
-                }
-            };
+            // Uninitialised: httparse writes only the slots it fills.
+            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let config = httparse::ParserConfig::default();
+            let len =
+                match config.parse_response_with_uninit_headers(&mut parsed, &self.buf, &mut slots)
+                {
+                    Ok(httparse::Status::Complete(len)) => len,
+                    Ok(httparse::Status::Partial) => return Ok(None),
+                    Err(e) => {
+                        return Err(ExchangeError::Failed(
+                            format!("malformed upstream response head: {e}").into(),
+                        ));
+                    }
+                };
             let code = parsed.code.unwrap_or_default();
             let http10 = parsed.version == Some(0);
             let status = StatusCode::from_u16(code)
@@ -193,7 +203,8 @@ impl UpstreamConn {
             let located = crate::http1::locate_fields(&self.buf, parsed.headers)
                 .map_err(|_| ExchangeError::Failed("bad upstream header name".into()))?;
             let head_bytes: Bytes = self.buf.split_to(len).freeze();
-            let mut headers = crate::http1::header_map(&head_bytes, located)
+            let mut headers = std::mem::take(spare);
+            crate::http1::fill_header_map(&mut headers, &head_bytes, located)
                 .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
             let (framing, reusable) = framing(method, status, http10, &mut headers)
                 .map_err(|e| ExchangeError::Failed(e.into()))?;

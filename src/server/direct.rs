@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, response};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -81,8 +81,11 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(READ_CHUNK);
+    // The last response's header map, emptied and reused for the next request's headers.
+    let mut spare = HeaderMap::new();
     loop {
-        let (request, asked_close) = match next_head(&mut io, &mut buf, limits, stop).await {
+        let next = next_head(&mut io, &mut buf, &mut spare, limits, stop).await;
+        let (request, asked_close) = match next {
             Next::Request(request, close) => (request, close),
             Next::HandOver => {
                 io.unread(&buf);
@@ -93,7 +96,11 @@ where
         let head_request = request.method() == Method::HEAD;
         let response = gateway.handle(request, conn.clone(), Some(link)).await;
         let close = asked_close || stop.is_cancelled();
-        let written = write_response(&mut io, &mut out, response, head_request, close).await;
+        let (parts, body) = response.into_parts();
+        let written = write_response(&mut io, &mut out, &parts, body, head_request, close).await;
+        spare = parts.headers;
+        // Values hold on to the buffers they were read into; let those go now.
+        spare.clear();
         if close || written.is_err() {
             if let Err(e) = written {
                 tracing::debug!(peer = %conn.peer, error = %e, "response not sent in full");
@@ -109,6 +116,7 @@ where
 async fn next_head<IO>(
     io: &mut Sniffed<IO>,
     buf: &mut BytesMut,
+    spare: &mut HeaderMap,
     limits: HeadLimits,
     stop: &CancellationToken,
 ) -> Next
@@ -116,7 +124,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     // A pipelined request may already be here in full.
-    match parse_head(buf) {
+    match parse_head(buf, spare) {
         Next::Partial => {}
         next => return next,
     }
@@ -130,7 +138,7 @@ where
                 Ok(0) | Err(_) => return Next::Closed,
                 Ok(_) => {}
             }
-            match parse_head(buf) {
+            match parse_head(buf, spare) {
                 Next::Partial => {}
                 next => return next,
             }
@@ -144,7 +152,7 @@ where
 }
 
 /// The request at the front of `buf`, consumed, if the direct path serves it.
-fn parse_head(buf: &mut BytesMut) -> Next {
+fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
     // Uninitialised: httparse writes only the slots it fills.
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
@@ -186,10 +194,10 @@ fn parse_head(buf: &mut BytesMut) -> Next {
         return Next::HandOver;
     };
     let head = buf.split_to(len).freeze();
-    let built = Uri::from_maybe_shared(head.slice(path_span))
-        .ok()
-        .zip(http1::header_map(&head, located).ok());
-    let Some((uri, headers)) = built else {
+    let mut headers = std::mem::take(spare);
+    let filled = http1::fill_header_map(&mut headers, &head, located);
+    let built = Uri::from_maybe_shared(head.slice(path_span)).ok();
+    let (Some(uri), Ok(())) = (built, filled) else {
         // Put the head back for hyper to read again.
         let mut restored = BytesMut::from(&head[..]);
         restored.extend_from_slice(buf);
@@ -227,14 +235,14 @@ enum Framing {
 async fn write_response<IO>(
     io: &mut IO,
     out: &mut Vec<u8>,
-    response: Response<Body>,
+    parts: &response::Parts,
+    mut body: Body,
     head_request: bool,
     close: bool,
 ) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
 {
-    let (parts, mut body) = response.into_parts();
     let status = parts.status;
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
