@@ -14,7 +14,8 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers about one connection that must never cross the proxy (RFC 9110 §7.6.1, RFC 2616).
-/// Names, not strings, so removing them needs no parsing per request.
+/// Names, not strings, so removing them needs no parsing per request. Their lengths (2, 7,
+/// 10, 16 to 19) are relied on by `strip_hop_by_hop`; a test checks them.
 static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -43,6 +44,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     // probe for all nine on every message.
     let mut present = 0u16;
     for name in headers.keys() {
+        // Their lengths rule out most names without comparing them.
+        if !matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19) {
+            continue;
+        }
         if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
             present |= 1 << i;
         }
@@ -341,6 +346,16 @@ mod tests {
         let mut keep_alive = map("Connection: Keep-Alive | Keep-Alive: timeout=5 | X-Keep: 1");
         assert_eq!(strip_hop_by_hop(&mut keep_alive), None);
         assert_eq!(keep_alive.len(), 1);
+    }
+
+    #[test]
+    fn hop_by_hop_names_have_the_lengths_relied_on() {
+        for name in &HOP_BY_HOP {
+            assert!(
+                matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19),
+                "{name}"
+            );
+        }
     }
 
     #[test]
