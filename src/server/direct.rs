@@ -35,6 +35,10 @@ const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 8 * 1024;
 /// Response bytes gathered before they are written out.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Body data at least this large is written as it is rather than copied into the batch.
+const WRITE_THROUGH: usize = 16 * 1024;
+/// The write buffer a connection keeps between requests; a larger one is given back.
+const KEPT_WRITE_BUFFER: usize = 16 * 1024;
 
 /// How a connection left the direct path.
 pub(crate) enum Served<IO> {
@@ -101,6 +105,10 @@ where
         spare = parts.headers;
         // Values hold on to the buffers they were read into; let those go now.
         spare.clear();
+        if out.capacity() > KEPT_WRITE_BUFFER {
+            // An idle connection should not hold on to what a large response needed.
+            out = Vec::with_capacity(READ_CHUNK);
+        }
         if close || written.is_err() {
             if let Err(e) = written {
                 tracing::debug!(peer = %conn.peer, error = %e, "response not sent in full");
@@ -322,6 +330,13 @@ where
         match framing {
             Framing::Length(n) if sent > n => {
                 return Err(io::Error::other("response body longer than its length"));
+            }
+            Framing::Length(_) if data.len() >= WRITE_THROUGH => {
+                if !out.is_empty() {
+                    io.write_all(out).await?;
+                    out.clear();
+                }
+                io.write_all(&data).await?;
             }
             Framing::Chunked if !data.is_empty() => {
                 let _ = write!(out, "{:x}\r\n", data.len());

@@ -114,6 +114,53 @@ impl Client {
     }
 }
 
+/// A body of `len` bytes that shows where any byte went missing.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b"0123456789abcdef"[(i % 16) ^ ((i / 4096) % 16)])
+        .collect()
+}
+
+/// Large responses: 300,000 bytes with a length, and three 100,000-byte chunks.
+static LARGE: std::sync::LazyLock<(Vec<u8>, Vec<u8>)> = std::sync::LazyLock::new(|| {
+    let body = pattern(300_000);
+    let mut with_length =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    with_length.extend_from_slice(&body);
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for part in body.chunks(100_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    (with_length, chunked)
+});
+
+#[tokio::test]
+async fn large_bodies_arrive_whole() {
+    let up = ScriptedUpstream::start(|path, _| {
+        Reply::Send(if path == "/length" {
+            &LARGE.0
+        } else {
+            &LARGE.1
+        })
+    })
+    .await;
+    let gw = up.gateway().await;
+    let mut client = Client::connect(&gw).await;
+    let expected = pattern(300_000);
+    for path in ["/length", "/chunked", "/length"] {
+        let response = client.ok("GET", path).await;
+        assert!(
+            response.body == expected,
+            "{path}: {} bytes",
+            response.body.len()
+        );
+    }
+    assert_eq!(up.accepted(), 1);
+}
+
 const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
 5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n";
 
