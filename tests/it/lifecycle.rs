@@ -1,14 +1,17 @@
 //! Reload (good file swaps in, bad file changes nothing) and graceful shutdown (in-flight
-//! requests finish, new connections are refused, bounded by `shutdown_timeout`).
+//! requests finish, new connections are refused, idle ones close, bounded by
+//! `shutdown_timeout`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::harness::{Config, TestGateway, TestUpstream, client, metric_value};
+use super::harness::raw::read_response;
+use super::harness::{Config, TestGateway, TestUpstream, WAIT, client, metric_value};
 
 const RELOAD_OK: &str = r#"tollgate_config_reloads_total{result="success"}"#;
 const RELOAD_FAILED: &str = r#"tollgate_config_reloads_total{result="failure"}"#;
@@ -218,4 +221,39 @@ async fn serving_threads_share_the_listener_and_drain_on_shutdown() {
         .await
         .expect("shutdown did not return")
         .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_busy_ones_after_their_response() {
+    let up = TestUpstream::start().await;
+    let gw = gateway_draining_for(&up, "10s").await;
+    let mut idle = TcpStream::connect(gw.addr).await.unwrap();
+    idle.write_all(b"GET /first HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(WAIT, read_response(&mut idle)).await;
+    assert_eq!(first.unwrap().unwrap().status, 200);
+    let mut busy = TcpStream::connect(gw.addr).await.unwrap();
+    busy.write_all(b"GET /slow?ms=1000 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    up.wait_received(2).await;
+
+    let started = Instant::now();
+    let shutdown = tokio::spawn(gw.shutdown());
+
+    // Between requests: closed at once, well before the 10 s header timeout.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), idle.read_to_end(&mut rest)).await;
+    assert_eq!(closed.expect("idle connection still open").unwrap(), 0);
+    // Mid-request: the response arrives, marked as the last, then the connection ends.
+    let response = tokio::time::timeout(WAIT, read_response(&mut busy)).await;
+    let response = response.unwrap().unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("connection"), Some("close"));
+    let ended = tokio::time::timeout(WAIT, busy.read_to_end(&mut rest)).await;
+    assert_eq!(ended.unwrap().unwrap(), 0);
+
+    tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
