@@ -163,14 +163,13 @@ fn step(state: &mut State, buf: &mut BytesMut) -> Result<Step, &'static str> {
                 if buf.is_empty() {
                     return Ok(Step::More);
                 }
-                let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                let left = n - take as u64;
+                let (frame, left) = take_data(buf, n);
                 *state = if left == 0 {
                     State::Done
                 } else {
                     State::Length(left)
                 };
-                return Ok(Step::Frame(Frame::data(buf.split_to(take).freeze())));
+                return Ok(Step::Frame(frame));
             }
             State::UntilClose => {
                 if buf.is_empty() {
@@ -197,14 +196,13 @@ fn step(state: &mut State, buf: &mut BytesMut) -> Result<Step, &'static str> {
                 if buf.is_empty() {
                     return Ok(Step::More);
                 }
-                let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                let left = n - take as u64;
+                let (frame, left) = take_data(buf, n);
                 *state = if left == 0 {
                     State::ChunkEnd
                 } else {
                     State::ChunkData(left)
                 };
-                return Ok(Step::Frame(Frame::data(buf.split_to(take).freeze())));
+                return Ok(Step::Frame(frame));
             }
             State::ChunkEnd => {
                 if buf.len() < 2 {
@@ -238,6 +236,12 @@ fn step(state: &mut State, buf: &mut BytesMut) -> Result<Step, &'static str> {
             }
         }
     }
+}
+
+/// Up to `n` of the buffered bytes as a data frame, and how many of the `n` are left.
+fn take_data(buf: &mut BytesMut, n: u64) -> (Frame<Bytes>, u64) {
+    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+    (Frame::data(buf.split_to(take).freeze()), n - take as u64)
 }
 
 /// Where the first CRLF in `buf` starts, looking no further than `limit` bytes.

@@ -3,56 +3,24 @@
 //! new connection, never a failed request.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-use super::harness::raw::read_response;
+use super::harness::raw::{RawUpstream, next_request_head, read_response};
 use super::harness::{Config, TestGateway, WAIT};
 
-/// A bare HTTP/1.1 upstream that counts the connections it accepts. It answers each
-/// request (no bodies expected) with `200 conn-N`; with `close_after_each` it closes the
+/// A bare HTTP/1.1 upstream that answers each request (no bodies expected) with
+/// `200 conn-N`, N being the connection's number; with `close_after_each` it closes the
 /// connection right after every response, without announcing it, as an upstream whose
 /// keep-alive timeout expired would.
-struct CountingUpstream {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl CountingUpstream {
-    async fn start(close_after_each: bool) -> CountingUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                tokio::spawn(serve(stream, n, close_after_each));
-            }
-        });
-        CountingUpstream { addr, accepted }
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
+async fn counting_upstream(close_after_each: bool) -> RawUpstream {
+    RawUpstream::start(move |stream, n| serve(stream, n, close_after_each)).await
 }
 
 async fn serve(mut stream: TcpStream, n: usize, close_after_each: bool) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buf.extend_from_slice(&chunk[..read]),
-            }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        buf.drain(..end);
+    while next_request_head(&mut stream, &mut buf).await.is_some() {
         let body = format!("conn-{n}");
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
@@ -65,7 +33,7 @@ async fn serve(mut stream: TcpStream, n: usize, close_after_each: bool) {
 }
 
 /// A gateway whose only route goes to `up`.
-async fn gateway_to(up: &CountingUpstream) -> TestGateway {
+async fn gateway_to(up: &RawUpstream) -> TestGateway {
     let config = Config::new().route("/", &format!("http://{}", up.addr));
     TestGateway::start(&config.build()).await
 }
@@ -89,7 +57,7 @@ async fn requests_on_one_connection(gw: SocketAddr, count: usize) -> Vec<String>
 
 #[tokio::test]
 async fn a_client_connection_keeps_one_upstream_connection() {
-    let up = CountingUpstream::start(false).await;
+    let up = counting_upstream(false).await;
     let gw = gateway_to(&up).await;
 
     let bodies = requests_on_one_connection(gw.addr, 5).await;
@@ -104,7 +72,7 @@ async fn a_client_connection_keeps_one_upstream_connection() {
 
 #[tokio::test]
 async fn an_upstream_closing_its_connection_costs_a_new_one_not_a_failure() {
-    let up = CountingUpstream::start(true).await;
+    let up = counting_upstream(true).await;
     let gw = gateway_to(&up).await;
 
     let bodies = requests_on_one_connection(gw.addr, 4).await;

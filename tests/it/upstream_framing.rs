@@ -4,14 +4,10 @@
 //! responses never pass for complete ones, and only idempotent requests are repeated when a
 //! kept connection dies under them.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-use super::harness::raw::{RawResponse, read_response_to};
+use super::harness::raw::{RawResponse, RawUpstream, next_request_head, read_response_to};
 use super::harness::{Config, TestGateway, WAIT};
 
 /// What the scripted upstream does with one request.
@@ -27,49 +23,32 @@ enum Reply {
 /// A raw upstream whose answer to each bodiless request is `script(path, n)`, where `n`
 /// counts requests on that connection from 1. Counts the connections it accepts.
 struct ScriptedUpstream {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
+    raw: RawUpstream,
 }
 
 impl ScriptedUpstream {
     async fn start(script: fn(&str, usize) -> Reply) -> ScriptedUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, script));
-            }
-        });
-        ScriptedUpstream { addr, accepted }
+        let raw = RawUpstream::start(move |stream, _| serve(stream, script)).await;
+        ScriptedUpstream { raw }
     }
 
     fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
+        self.raw.accepted()
     }
 
     /// A gateway whose only route (public) goes to this upstream.
     async fn gateway(&self) -> TestGateway {
-        let config = Config::new().route("/", &format!("http://{}", self.addr));
+        let config = Config::new().route("/", &format!("http://{}", self.raw.addr));
         TestGateway::start(&config.build()).await
     }
 }
 
 async fn serve(mut stream: TcpStream, script: fn(&str, usize) -> Reply) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     for n in 1.. {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buf.extend_from_slice(&chunk[..read]),
-            }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
+        let Some(head) = next_request_head(&mut stream, &mut buf).await else {
+            return;
+        };
         let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
         match script(&path, n) {
             Reply::Send(bytes) => {

@@ -3,10 +3,13 @@
 //! reqwest and `url` normalise paths (`/pub/../admin`, `//admin`, `/%61dmin`) and header
 //! names, so tests about what the gateway does with such input write the bytes themselves.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::WAIT;
 
@@ -176,4 +179,54 @@ fn eof(seen: &[u8]) -> std::io::Error {
             String::from_utf8_lossy(seen)
         ),
     )
+}
+
+/// A bare TCP upstream on `127.0.0.1:0` for tests about how tollgate uses upstream
+/// connections: each accepted connection, numbered from 1, goes to `serve`, and the
+/// connections are counted.
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    pub async fn start<F, Fut>(serve: F) -> RawUpstream
+    where
+        F: Fn(TcpStream, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(serve(stream, n));
+            }
+        });
+        RawUpstream { addr, accepted }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// The next request head (bodiless requests only) from `stream`, as text, removed from
+/// `buf`, which keeps whatever followed it; `None` when the connection ends first.
+pub async fn next_request_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let end = loop {
+        if let Some(pos) = find(buf, b"\r\n\r\n") {
+            break pos + 4;
+        }
+        match read_more(stream, buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    Some(head)
 }
