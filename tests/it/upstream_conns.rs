@@ -40,10 +40,15 @@ async fn gateway_to(up: &RawUpstream) -> TestGateway {
 
 /// Sends `count` GETs on one client connection; returns the response bodies.
 async fn requests_on_one_connection(gw: SocketAddr, count: usize) -> Vec<String> {
+    requests_with_method(gw, "GET", count).await
+}
+
+/// Sends `count` bodiless `method` requests on one client connection; returns the bodies.
+async fn requests_with_method(gw: SocketAddr, method: &str, count: usize) -> Vec<String> {
     let mut stream = TcpStream::connect(gw).await.unwrap();
     let mut bodies = Vec::new();
     for i in 0..count {
-        let request = format!("GET /r{i} HTTP/1.1\r\nHost: app.test\r\n\r\n");
+        let request = format!("{method} /r{i} HTTP/1.1\r\nHost: app.test\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let response = tokio::time::timeout(WAIT, read_response(&mut stream))
             .await
@@ -78,4 +83,16 @@ async fn an_upstream_closing_its_connection_costs_a_new_one_not_a_failure() {
     let bodies = requests_on_one_connection(gw.addr, 4).await;
     assert_eq!(bodies, ["conn-1", "conn-2", "conn-3", "conn-4"]);
     assert_eq!(up.accepted(), 4);
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_upstream_closed_is_noticed_before_it_is_used() {
+    // A POST is never sent twice, so had the closed connection been used, the request
+    // would fail rather than be repeated: each one must go out on a fresh connection.
+    let up = counting_upstream(true).await;
+    let gw = gateway_to(&up).await;
+
+    let bodies = requests_with_method(gw.addr, "POST", 3).await;
+    assert_eq!(bodies, ["conn-1", "conn-2", "conn-3"]);
+    assert_eq!(up.accepted(), 3);
 }
