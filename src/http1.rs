@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+/// The most header fields accepted in one message head, as hyper accepts.
+pub const MAX_HEADERS: usize = 100;
+
 /// Header fields tollgate may add to a message it forwards; maps get room for them up
 /// front so that adding them never grows the map.
 pub const ADDED_HEADERS: usize = 8;

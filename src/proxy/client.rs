@@ -13,8 +13,8 @@ use crate::Body;
 
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long establishing an upstream TCP connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long establishing an upstream TCP connection may take (here and on the links).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection-pooling client shared by every request.
 #[derive(Clone, Debug)]

@@ -8,7 +8,6 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -17,14 +16,12 @@ use http::{HeaderMap, Method, StatusCode, request, response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::client::CONNECT_TIMEOUT;
 use crate::BoxError;
+use crate::http1::MAX_HEADERS;
 
-/// How long establishing an upstream TCP connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest response head (status line and headers) accepted from an upstream.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// The most header fields accepted in one response head.
-const MAX_HEADERS: usize = 100;
 /// How much is read from the upstream at once.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
@@ -36,8 +33,6 @@ pub(crate) struct UpstreamConn {
     pub(crate) buf: BytesMut,
     /// The request head being written; its allocation is kept between requests.
     head: Vec<u8>,
-    /// How many responses this connection has carried.
-    pub(crate) exchanges: u64,
 }
 
 /// How the body of a response is delimited (RFC 9112 §6.3).
@@ -99,7 +94,6 @@ impl UpstreamConn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
-            exchanges: 0,
         })
     }
 
@@ -137,7 +131,6 @@ impl UpstreamConn {
         let mut received = false;
         loop {
             if let Some(head) = self.parse_head(&request.method, &mut request.headers)? {
-                self.exchanges += 1;
                 return Ok(head);
             }
             if self.buf.len() >= MAX_HEAD_BYTES {

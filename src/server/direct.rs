@@ -26,11 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::sniff::Sniffed;
 use crate::gateway::handle::{ConnInfo, Gateway};
+use crate::http1::MAX_HEADERS;
 use crate::proxy::link::UpstreamLink;
 use crate::{Body, BoxError, http1};
 
-/// The most header fields in one request head (hyper's limit too).
-const MAX_HEADERS: usize = 100;
 /// How much is read from the client at once.
 const READ_CHUNK: usize = 8 * 1024;
 /// Response bytes gathered before they are written out.
