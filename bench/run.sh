@@ -346,17 +346,26 @@ echo "  a-e answer 200 \"ok\" from the upstream; e carries GN-Access-Token; e wi
 # (utime+stime) and RSS of the proxy under test. The snapshots also hold the CPU time of
 # all our servers and the machine's busy and steal time, so that CPU used by anything else
 # during the run (the machine is shared) is recorded next to the figures.
+# For e it also counts the access tokens tollgate signed during the run (each session's
+# token is re-signed once per reissue_interval, an RSA private-key operation).
 measure() {
-  local phase=$1 c=$2 n=$3 rep=$4 secs=$5 logf before after aux=""
+  local phase=$1 c=$2 n=$3 rep=$4 secs=$5 logf before after aux="" signed=()
   logf=$OUT/logs/$phase-$c-c$n-r$rep.log
   [[ $c == c ]] && aux=$AUTH_PIDS
+  [[ $c == e ]] && signed=("signed_before=$(signed_count)")
   before=$(python3 "$LIB" snap "${PROXY_PIDS[$c]}" "$aux" "$ALL_PIDS")
   run_wrk "$logf" "$LOAD_CPU" -t1 -c"$n" -d"${secs}s" --latency \
     -s "$BENCH_LUA/bearer.lua" "${URL[$c]}" -- "$TOKENS"
   after=$(python3 "$LIB" snap "${PROXY_PIDS[$c]}" "$aux" "$ALL_PIDS")
+  [[ $c == e ]] && signed+=("signed_after=$(signed_count)")
   python3 "$LIB" record "$RUNS" "phase=$phase" "contender=$c" "conns=$n" "rep=$rep" \
     "wrk_log=$logf" "snap_before=$before" "snap_after=$after" "clk_tck=$CLK_TCK" \
-    "ncpu=$(nproc)"
+    "ncpu=$(nproc)" "${signed[@]}"
+}
+
+# Access tokens the d/e tollgate has signed so far.
+signed_count() {
+  python3 "$LIB" metric "http://127.0.0.1:$P_GW_ADMIN/metrics" tollgate_tokens_signed_total ""
 }
 
 # The machine is shared (other people build and test on it). Before the load starts, wait

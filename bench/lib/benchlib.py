@@ -128,6 +128,8 @@ def record(path, pairs):
     for k in ("conns", "rep", "cpu_before", "cpu_after", "rss_kib", "clk_tck"):
         if k in rec:
             rec[k] = int(rec[k])
+    if "signed_before" in rec:
+        rec["tokens_signed"] = int(rec.pop("signed_after")) - int(rec.pop("signed_before"))
     secs = w["duration_us"] / 1e6
     rec.update(w)
     rec["rps"] = w["requests"] / secs if secs else 0.0
@@ -153,6 +155,8 @@ def record(path, pairs):
         line += f"  rss {rec['rss_kib'] / 1024:6.1f} MiB"
     if "foreign_cpu_pct" in rec:
         line += f"  other {rec['foreign_cpu_pct']:4.1f}%"
+    if "tokens_signed" in rec:
+        line += f"  signed {rec['tokens_signed']}"
     if rec["errors"]:
         line += (f"  ERRORS: status>=400 {w['err_status']}, non-2xx {w.get('bad_status')}, "
                  f"connect {w['err_connect']}, read {w['err_read']}, write {w['err_write']}, "
@@ -215,6 +219,7 @@ def summarize(d):
                 "errors": sum(r["errors"] for r in rs),
                 "other_cpu_pct_max": max((r.get("foreign_cpu_pct", 0) for r in rs), default=0),
                 "steal_pct_max": max((r.get("steal_pct", 0) for r in rs), default=0),
+                "tokens_signed": [r["tokens_signed"] for r in rs if "tokens_signed" in r],
             }
 
     out = []
@@ -242,6 +247,14 @@ def summarize(d):
             p(f"| {c}. {label} | {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
               f"| {cpu} | {m['rss_mib']:.1f} | {m['errors']} "
               f"| {m['other_cpu_pct_max']:.1f} / {m['steal_pct_max']:.1f} |")
+
+    signed = [(n, medians[f"e/{n}"]["tokens_signed"]) for n in conns
+              if medians.get(f"e/{n}", {}).get("tokens_signed")]
+    if signed:
+        p("")
+        p("Access tokens e signed during its runs (RS256; each session's token is re-signed "
+          "once per reissue_interval, 60 s): "
+          + "; ".join(f"{n} conns: {', '.join(str(v) for v in vs)}" for n, vs in signed) + ".")
 
     ratios = {}
     p("")

@@ -173,12 +173,8 @@ pub struct IdentityHeaders {
 
 impl IdentityHeaders {
     /// All configured names, for stripping client copies.
-    pub fn all(&self) -> [HeaderName; 3] {
-        [
-            self.user_id.clone(),
-            self.username.clone(),
-            self.roles.clone(),
-        ]
+    pub fn all(&self) -> [&HeaderName; 3] {
+        [&self.user_id, &self.username, &self.roles]
     }
 }
 

@@ -102,7 +102,9 @@ impl Gateway {
         conn: ConnInfo,
         link: Option<&UpstreamLink>,
     ) -> Response<Body> {
-        let started = Instant::now();
+        // The clock is read for the access log line only, and only when it is written.
+        let started =
+            tracing::enabled!(target: "tollgate::access", tracing::Level::INFO).then(Instant::now);
         let html = wants_html(request.headers());
         let method = request.method().clone();
         // Cheap clones (shared bytes) kept for the log line and the sign-in redirect.
@@ -157,7 +159,9 @@ impl Gateway {
                 .unwrap_or("-"),
             path = ctx.path.as_deref().unwrap_or(uri.path()),
             status,
-            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            duration_us = started.map_or(0, |t| {
+                u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+            }),
             upstream = %ctx.route.as_ref().map(|r| r.upstream.to_string()).unwrap_or_else(|| "-".into()),
             client = %ctx.forwarded.client_ip,
         );

@@ -7,6 +7,7 @@
 use http::header::{CONNECTION, COOKIE, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use std::borrow::Borrow;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -87,11 +88,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Removes every header whose name, lower-cased and with `_` read as `-`, equals one of `names`.
-pub fn strip_named(headers: &mut HeaderMap, names: &[HeaderName]) {
+pub fn strip_named<N: Borrow<HeaderName>>(headers: &mut HeaderMap, names: &[N]) {
     // Some upstream frameworks (CGI-style environments) read `X_User_Id` as `X-User-Id`, so
     // both spellings are removed. Names are collected first because the map cannot be
     // changed while its keys are borrowed.
-    let doomed = |key: &&HeaderName| names.iter().any(|name| same_name(key, name));
+    let doomed = |key: &&HeaderName| names.iter().any(|name| same_name(key, name.borrow()));
     // Usually there is nothing to remove; finding that out allocates nothing.
     if !headers.keys().any(|key| doomed(&key)) {
         return;

@@ -136,7 +136,7 @@ impl Running {
         let admin_addr = local(&admin, "admin.listen", settings.admin_listen)?;
 
         let settings = Arc::new(ArcSwap::from_pointee(settings));
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(identity.issued.signed()));
         let shared = Arc::new(Shared {
             gateway: Arc::new(Gateway::new(
                 settings.clone(),

@@ -37,6 +37,8 @@ async fn the_token_is_reused_within_the_reissue_interval_then_renewed() {
         register(&gate, "alice").await;
         let first = login(&gate, "alice").await;
 
+        let signed = r#"tollgate_tokens_signed_total"#;
+        gate.gw.wait_metric(signed, 1.0).await;
         let at0 = assert_token_headers(&get_bearer(&gate, "/app/x", &first).await, "+0s");
         assert_eq!(at0, first, "{}: +0s", b.name);
         gate.advance(30 * SECOND);
@@ -44,6 +46,8 @@ async fn the_token_is_reused_within_the_reissue_interval_then_renewed() {
         assert_eq!(at30, first, "{}: +30s", b.name);
         let me = get_bearer(&gate, "/auth/me", &first).await;
         assert_eq!(assert_token_headers(&me, "me +30s"), first, "{}", b.name);
+
+        gate.gw.wait_metric(signed, 1.0).await;
 
         gate.advance(31 * SECOND);
         let renewed = assert_token_headers(&get_bearer(&gate, "/app/x", &first).await, "+61s");
@@ -65,6 +69,8 @@ async fn the_token_is_reused_within_the_reissue_interval_then_renewed() {
             "{}: within the interval of the renewed token",
             b.name
         );
+        // One at sign-in, one renewal.
+        gate.gw.wait_metric(signed, 2.0).await;
     }
 }
 
