@@ -2,7 +2,7 @@
 
 pub mod account;
 pub mod cookies;
-mod hash_threads;
+mod crypto_threads;
 pub mod identity;
 pub mod issued;
 pub mod keys;

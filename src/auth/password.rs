@@ -11,7 +11,7 @@ use argon2::{
 };
 use tokio::sync::Semaphore;
 
-use super::hash_threads::HashThreads;
+use super::crypto_threads::CryptoThreads;
 
 /// Longest password accepted, in bytes; checked before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -67,7 +67,7 @@ pub struct PasswordHasher {
     slots: Arc<Semaphore>,
     slot_wait: Duration,
     dummy_hash: Arc<str>,
-    threads: Arc<HashThreads>,
+    threads: Arc<CryptoThreads>,
 }
 
 impl PasswordHasher {
@@ -86,7 +86,7 @@ impl PasswordHasher {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             slot_wait,
             dummy_hash: dummy_hash.into(),
-            threads: Arc::new(HashThreads::new(max_concurrent)),
+            threads: Arc::new(CryptoThreads::hashing(max_concurrent)),
         })
     }
 
@@ -137,7 +137,7 @@ impl PasswordHasher {
         })
     }
 
-    /// Runs `work` on a hashing thread (`hash_threads.rs`) once a slot is free; the permit
+    /// Runs `work` on a hashing thread (`crypto_threads.rs`) once a slot is free; the permit
     /// moves into the job so the slot stays taken until the hash is done, even if the
     /// request went away.
     async fn run<T, F>(&self, work: F) -> Result<T, PasswordError>

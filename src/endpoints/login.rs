@@ -145,9 +145,15 @@ async fn respond(
         native.client_ip,
         user_agent,
     ));
-    let token = sign_for_session(settings, &session, now)
+    let sign = {
+        let (settings, session) = (settings.clone(), session.clone());
+        move || sign_for_session(&settings, &session, now)
+    };
+    let token = identity
+        .issued
+        .issue(&session, sign)
+        .await
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    identity.issued.keep(&session, token.clone());
     identity
         .sessions
         .insert(session)

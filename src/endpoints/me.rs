@@ -32,6 +32,7 @@ pub async fn serve(
         native.identity,
         &auth,
         response.headers_mut(),
-    )?;
+    )
+    .await?;
     Ok(response)
 }

@@ -8,6 +8,7 @@ mod pages;
 mod register;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -22,7 +23,7 @@ use crate::gateway::handle::JWKS_PATH;
 /// What a native endpoint may use.
 pub struct Native<'a> {
     /// The settings snapshot of this request.
-    pub settings: &'a Settings,
+    pub settings: &'a Arc<Settings>,
     /// Users, sessions, clock.
     pub identity: &'a Identity,
     /// The client address (trusted proxies considered).

@@ -133,22 +133,28 @@ pub fn sign_for_session(
 }
 
 /// Adds the current token to a successful authenticated response: `GN-Access-Token`
-/// (re-signed at most once per `reissue_interval`), the CORS exposure, a cookie for
-/// browsers when the token is new, and a cache policy that keeps it out of shared caches.
-pub fn add_current_token(
-    settings: &Settings,
+/// (re-signed at most once per `reissue_interval`, on a signing thread), the CORS
+/// exposure, a cookie for browsers when the token is new, and a cache policy that keeps it
+/// out of shared caches.
+pub async fn add_current_token(
+    settings: &Arc<Settings>,
     identity: &Identity,
     auth: &Authenticated,
     headers: &mut HeaderMap,
 ) -> Result<(), GatewayError> {
     let now = identity.clock.now_secs();
     let reissue = settings.tokens.reissue_interval.as_secs();
-    let (token, new) = identity
-        .issued
-        .current(&auth.session, now, reissue, || {
-            sign_for_session(settings, &auth.session, now)
-        })
-        .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;
+    let (token, new) = match identity.issued.kept(&auth.session, now, reissue) {
+        Some(kept) => (kept, false),
+        None => {
+            let (settings, session) = (settings.clone(), auth.session.clone());
+            let sign = move || sign_for_session(&settings, &session, now);
+            // Boxed: rare next to reusing the kept token, and a large future.
+            Box::pin(identity.issued.renew(&auth.session, now, reissue, sign))
+                .await
+                .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?
+        }
+    };
     headers.insert(GN_ACCESS_TOKEN.clone(), token.header.clone());
     headers.append(
         ACCESS_CONTROL_EXPOSE_HEADERS,

@@ -218,7 +218,7 @@ impl Gateway {
         )
         .await?;
         if let Some(auth) = &auth {
-            add_current_token(&ctx.settings, &self.identity, auth, response.headers_mut())?;
+            add_current_token(&ctx.settings, &self.identity, auth, response.headers_mut()).await?;
         }
         Ok(response)
     }

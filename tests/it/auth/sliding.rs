@@ -75,6 +75,29 @@ async fn the_token_is_reused_within_the_reissue_interval_then_renewed() {
 }
 
 #[tokio::test]
+async fn requests_that_need_a_new_token_at_once_share_one_signature() {
+    let up = TestUpstream::start().await;
+    let b = each_backend().await.remove(0);
+    let gate = Gate::start(&protected(&b, &up)).await;
+    register(&gate, "alice").await;
+    let first = login(&gate, "alice").await;
+    let signed = "tollgate_tokens_signed_total";
+    gate.gw.wait_metric(signed, 1.0).await;
+
+    gate.advance(61 * SECOND);
+    let requests = (0..8).map(|_| get_bearer(&gate, "/app/x", &first));
+    let responses = futures_util::future::join_all(requests).await;
+    let tokens: Vec<String> = responses
+        .iter()
+        .map(|r| assert_token_headers(r, "+61s"))
+        .collect();
+    assert_ne!(tokens[0], first);
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    // One at sign-in, one renewal for all eight.
+    gate.gw.wait_metric(signed, 2.0).await;
+}
+
+#[tokio::test]
 async fn the_token_never_outlives_the_sessions_absolute_end() {
     for b in each_backend().await {
         let up = TestUpstream::start().await;
