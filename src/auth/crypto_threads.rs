@@ -101,47 +101,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jobs_run_on_lowered_priority_threads_that_end_with_the_handle() {
-        let threads = CryptoThreads::hashing(2);
-        let (tx, rx) = channel();
-        for n in 0..4 {
-            let tx = tx.clone();
-            threads
-                .run(move || {
-                    let name = std::thread::current().name().map(str::to_owned);
-                    let nice = rustix::process::getpriority_process(None).unwrap();
-                    tx.send((n, name, nice)).unwrap();
-                })
-                .unwrap();
-        }
-        let mut seen: Vec<_> = (0..4).map(|_| rx.recv().unwrap()).collect();
-        seen.sort();
+    fn jobs_run_on_named_threads_at_their_kinds_priority() {
         let base = rustix::process::getpriority_process(None).unwrap();
-        for (n, (got, name, nice)) in seen.into_iter().enumerate() {
-            assert_eq!(got, n);
-            assert_eq!(name.as_deref(), Some("tollgate-hash"));
-            assert_eq!(nice, (base + HASHING_NICENESS).min(19));
+        let kinds = [
+            (CryptoThreads::hashing(2), "tollgate-hash", HASHING_NICENESS),
+            (CryptoThreads::signing(1), "tollgate-sign", 0),
+        ];
+        for (threads, want_name, niceness) in kinds {
+            let (tx, rx) = channel();
+            for n in 0..4 {
+                let tx = tx.clone();
+                threads
+                    .run(move || {
+                        let name = std::thread::current().name().map(str::to_owned);
+                        let nice = rustix::process::getpriority_process(None).unwrap();
+                        tx.send((n, name, nice)).unwrap();
+                    })
+                    .unwrap();
+            }
+            let mut seen: Vec<_> = (0..4).map(|_| rx.recv().unwrap()).collect();
+            seen.sort();
+            for (n, (got, name, nice)) in seen.into_iter().enumerate() {
+                assert_eq!(got, n);
+                assert_eq!(name.as_deref(), Some(want_name));
+                assert_eq!(nice, (base + niceness).min(19), "{want_name}");
+            }
         }
-    }
-}
-
-#[cfg(test)]
-mod signing_tests {
-    use super::*;
-
-    #[test]
-    fn signing_threads_keep_normal_priority() {
-        let threads = CryptoThreads::signing(1);
-        let (tx, rx) = channel();
-        threads
-            .run(move || {
-                let name = std::thread::current().name().map(str::to_owned);
-                let nice = rustix::process::getpriority_process(None).unwrap();
-                tx.send((name, nice)).unwrap();
-            })
-            .unwrap();
-        let (name, nice) = rx.recv().unwrap();
-        assert_eq!(name.as_deref(), Some("tollgate-sign"));
-        assert_eq!(nice, rustix::process::getpriority_process(None).unwrap());
     }
 }
