@@ -16,7 +16,7 @@ use crate::auth::cookies;
 use crate::auth::password::{MAX_PASSWORD_BYTES, PasswordError};
 use crate::auth::redirect::safe_redirect;
 use crate::auth::session::{Session, SessionKey};
-use crate::gateway::authenticate::{GN_ACCESS_TOKEN, sign_for_session};
+use crate::gateway::authenticate::{GN_ACCESS_TOKEN, session_signer};
 use crate::gateway::error::{GatewayError, full};
 use crate::store::User;
 
@@ -145,13 +145,9 @@ async fn respond(
         native.client_ip,
         user_agent,
     ));
-    let sign = {
-        let (settings, session) = (settings.clone(), session.clone());
-        move || sign_for_session(&settings, &session, now)
-    };
     let token = identity
         .issued
-        .issue(&session, sign)
+        .issue(&session, session_signer(settings, &session, now))
         .await
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     identity

@@ -108,8 +108,18 @@ pub fn authorise(policy: &Policy, user: &UserView) -> Result<(), GatewayError> {
     }
 }
 
-/// Signs a fresh access token for `session` at `now`, never outliving the session.
-pub fn sign_for_session(
+/// The job that signs a fresh access token for `session` at `now`, never outliving the
+/// session; it owns what it needs, so it can run on a signing thread.
+pub fn session_signer(
+    settings: &Arc<Settings>,
+    session: &Arc<Session>,
+    now: u64,
+) -> impl FnOnce() -> Result<IssuedToken, TokenError> + Send + 'static {
+    let (settings, session) = (settings.clone(), session.clone());
+    move || sign_for_session(&settings, &session, now)
+}
+
+fn sign_for_session(
     settings: &Settings,
     session: &Session,
     now: u64,
@@ -147,8 +157,7 @@ pub async fn add_current_token(
     let (token, new) = match identity.issued.kept(&auth.session, now, reissue) {
         Some(kept) => (kept, false),
         None => {
-            let (settings, session) = (settings.clone(), auth.session.clone());
-            let sign = move || sign_for_session(&settings, &session, now);
+            let sign = session_signer(settings, &auth.session, now);
             // Boxed: rare next to reusing the kept token, and a large future.
             Box::pin(identity.issued.renew(&auth.session, now, reissue, sign))
                 .await
