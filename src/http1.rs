@@ -47,6 +47,15 @@ pub fn fill_header_map(
     Ok(())
 }
 
+/// Whether the comma-separated list in `values` (every field line of one header, such as
+/// `Connection`) names `token`, in any case, with optional whitespace around list items.
+pub fn lists_token<'a>(values: impl IntoIterator<Item = &'a [u8]>, token: &[u8]) -> bool {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
 thread_local! {
     /// The `Date` value of the current second, formatted once per second per thread.
     static DATE: RefCell<(u64, HeaderValue)> =
@@ -90,6 +99,16 @@ mod tests {
         assert_eq!(map["host"], "a.test");
         let twos: Vec<_> = map.get_all("x-two").iter().collect();
         assert_eq!(twos, ["1", "2"]);
+    }
+
+    #[test]
+    fn list_tokens_are_found_in_any_line_and_case() {
+        let lines: [&[u8]; 2] = [b"keep-alive", b" Foo ,\tUpGrade "];
+        assert!(lists_token(lines, b"upgrade"));
+        assert!(lists_token(lines, b"foo"));
+        assert!(!lists_token(lines, b"close"));
+        assert!(!lists_token([b"upgraded".as_slice()], b"upgrade"));
+        assert!(!lists_token(std::iter::empty(), b"close"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::error::GatewayError;
 use super::handle::{RequestContext, host_of};
 use super::route::Route;
 use crate::auth::cookies;
-use crate::http1::ADDED_HEADERS;
+use crate::http1::{ADDED_HEADERS, lists_token};
 use crate::proxy::client::UpstreamClient;
 use crate::proxy::headers;
 use crate::proxy::link::UpstreamLink;
@@ -25,13 +25,15 @@ use crate::{Body, BoxError};
 pub fn asks_upgrade<B>(request: &Request<B>) -> bool {
     request.version() == Version::HTTP_11
         && request.headers().contains_key(UPGRADE)
-        && request
-            .headers()
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && lists_token(
+            request
+                .headers()
+                .get_all(CONNECTION)
+                .iter()
+                .filter(|v| v.to_str().is_ok())
+                .map(HeaderValue::as_bytes),
+            b"upgrade",
+        )
 }
 
 /// Builds what the upstream receives: canonical path, cleaned and rewritten headers, and

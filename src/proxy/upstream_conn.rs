@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::Authority;
-use http::{HeaderMap, Method, StatusCode, request, response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, request, response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -246,17 +246,14 @@ pub(crate) fn framing(
     http10: bool,
     headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), &'static str> {
-    let connection = |token: &str| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    let connection = |token: &[u8]| {
+        let values = headers.get_all(CONNECTION).into_iter();
+        crate::http1::lists_token(values.map(HeaderValue::as_bytes), token)
     };
     let mut reusable = if http10 {
-        connection("keep-alive")
+        connection(b"keep-alive")
     } else {
-        !connection("close")
+        !connection(b"close")
     };
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Framing::Empty, false));

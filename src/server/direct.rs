@@ -186,10 +186,7 @@ fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
             return Next::HandOver;
         }
         if name.eq_ignore_ascii_case(b"connection") {
-            close |= field
-                .value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= http1::lists_token([field.value], b"close");
         }
     }
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
