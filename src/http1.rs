@@ -16,15 +16,16 @@ pub const MAX_HEADERS: usize = 100;
 /// front so that adding them never grows the map.
 pub const ADDED_HEADERS: usize = 8;
 
-/// Where each parsed field's name and value lie: names checked now, values located in
+/// Where each parsed field that `keep` accepts lies: names checked now, values located in
 /// `buf` (the bytes httparse parsed) so they can later share the frozen head.
 pub fn locate_fields(
     buf: &[u8],
     fields: &[httparse::Header<'_>],
+    keep: impl Fn(&httparse::Header<'_>) -> bool,
 ) -> Result<Vec<(HeaderName, Range<usize>)>, http::header::InvalidHeaderName> {
     let base = buf.as_ptr() as usize;
     let mut located = Vec::with_capacity(fields.len());
-    for field in fields {
+    for field in fields.iter().filter(|f| keep(f)) {
         let name = HeaderName::from_bytes(field.name.as_bytes())?;
         let start = field.value.as_ptr() as usize - base;
         located.push((name, start..start + field.value.len()));
@@ -91,7 +92,7 @@ mod tests {
         let mut slots = [httparse::EMPTY_HEADER; 8];
         let mut request = httparse::Request::new(&mut slots);
         assert!(request.parse(text).unwrap().is_complete());
-        let located = locate_fields(text, request.headers).unwrap();
+        let located = locate_fields(text, request.headers, |_| true).unwrap();
         let mut map = HeaderMap::new();
         map.insert("x-old", HeaderValue::from_static("gone"));
         fill_header_map(&mut map, &Bytes::from_static(text), located).unwrap();
@@ -99,6 +100,18 @@ mod tests {
         assert_eq!(map["host"], "a.test");
         let twos: Vec<_> = map.get_all("x-two").iter().collect();
         assert_eq!(twos, ["1", "2"]);
+    }
+
+    #[test]
+    fn fields_left_out_are_not_located() {
+        let text = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n";
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut slots);
+        assert!(response.parse(text).unwrap().is_complete());
+        let located = locate_fields(text, response.headers, |f| f.name != "A").unwrap();
+        let names: Vec<_> = located.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(&text[located[0].1.clone()], b"2");
     }
 
     #[test]

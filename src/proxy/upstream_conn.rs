@@ -10,9 +10,9 @@ use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::Authority;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, request, response};
+use http::{HeaderMap, Method, StatusCode, request, response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -193,13 +193,22 @@ impl UpstreamConn {
                 let _ = self.buf.split_to(len);
                 continue;
             }
-            let located = crate::http1::locate_fields(&self.buf, parsed.headers)
+            let connection = ConnectionTokens::of(parsed.headers);
+            // `Connection` and `Keep-Alive` are about this hop only, and the client never
+            // sees them: unless `Connection` names other headers (which the response
+            // filter must then remove too), they are left out of the map from the start.
+            let keep = |field: &httparse::Header<'_>| {
+                !connection.only_persistence
+                    || !(field.name.eq_ignore_ascii_case("connection")
+                        || field.name.eq_ignore_ascii_case("keep-alive"))
+            };
+            let located = crate::http1::locate_fields(&self.buf, parsed.headers, keep)
                 .map_err(|_| ExchangeError::Failed("bad upstream header name".into()))?;
             let head_bytes: Bytes = self.buf.split_to(len).freeze();
             let mut headers = std::mem::take(spare);
             crate::http1::fill_header_map(&mut headers, &head_bytes, located)
                 .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
-            let (framing, reusable) = framing(method, status, http10, &mut headers)
+            let (framing, reusable) = framing(method, status, http10, connection, &mut headers)
                 .map_err(|e| ExchangeError::Failed(e.into()))?;
             let mut parts = http::Response::new(()).into_parts().0;
             parts.status = status;
@@ -244,16 +253,13 @@ pub(crate) fn framing(
     method: &Method,
     status: StatusCode,
     http10: bool,
+    connection: ConnectionTokens,
     headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), &'static str> {
-    let connection = |token: &[u8]| {
-        let values = headers.get_all(CONNECTION).into_iter();
-        crate::http1::lists_token(values.map(HeaderValue::as_bytes), token)
-    };
     let mut reusable = if http10 {
-        connection(b"keep-alive")
+        connection.keep_alive
     } else {
-        !connection(b"close")
+        !connection.close
     };
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Framing::Empty, false));
@@ -297,10 +303,81 @@ pub(crate) fn framing(
     })
 }
 
+/// What a response's `Connection` fields (every line of them) say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionTokens {
+    /// `close` is listed.
+    pub close: bool,
+    /// `keep-alive` is listed.
+    pub keep_alive: bool,
+    /// Nothing but `close` and `keep-alive` is listed (or there is no `Connection` at
+    /// all), so the fields name no other header to remove.
+    pub only_persistence: bool,
+}
+
+impl ConnectionTokens {
+    /// The tokens of every `Connection` field in `fields`, in any case.
+    pub fn of(fields: &[httparse::Header<'_>]) -> ConnectionTokens {
+        let mut tokens = ConnectionTokens {
+            close: false,
+            keep_alive: false,
+            only_persistence: true,
+        };
+        let values = fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|f| f.value.split(|&b| b == b','));
+        for token in values.map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                tokens.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                tokens.keep_alive = true;
+            } else if !token.is_empty() {
+                tokens.only_persistence = false;
+            }
+        }
+        tokens
+    }
+}
+
 /// A decimal length: digits only, no sign, no overflow.
 fn parse_length(text: &[u8]) -> Option<u64> {
     if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(head: &[u8]) -> ConnectionTokens {
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut slots);
+        assert!(response.parse(head).unwrap().is_complete());
+        ConnectionTokens::of(response.headers)
+    }
+
+    #[test]
+    fn connection_tokens_come_from_every_line_in_any_case() {
+        let none = tokens(b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n");
+        assert_eq!(
+            (none.close, none.keep_alive, none.only_persistence),
+            (false, false, true)
+        );
+        let both =
+            tokens(b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nconnection: , CLOSE \r\n\r\n");
+        assert_eq!(
+            (both.close, both.keep_alive, both.only_persistence),
+            (true, true, true)
+        );
+        let named = tokens(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\n\r\n");
+        assert_eq!(
+            (named.close, named.keep_alive, named.only_persistence),
+            (false, true, false)
+        );
+        let upgrade = tokens(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n");
+        assert!(!upgrade.only_persistence);
+    }
 }

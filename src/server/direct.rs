@@ -194,7 +194,7 @@ fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
     };
     let path_start = path.as_ptr() as usize - buf.as_ptr() as usize;
     let path_span = path_start..path_start + path.len();
-    let Ok(located) = http1::locate_fields(buf, parsed.headers) else {
+    let Ok(located) = http1::locate_fields(buf, parsed.headers, |_| true) else {
         return Next::HandOver;
     };
     let head = buf.split_to(len).freeze();

@@ -227,6 +227,42 @@ async fn transfer_encoding_overrides_content_length_and_the_connection_is_not_ke
 }
 
 #[tokio::test]
+async fn connection_fields_decide_reuse_and_never_reach_the_client() {
+    let up = ScriptedUpstream::start(|path, _| {
+        Reply::Send(match path {
+            "/keep" => {
+                b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5\r\n\
+                  Content-Length: 2\r\n\r\nok"
+            }
+            "/named" => {
+                b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: X-Hop\r\n\
+                  X-Hop: secret\r\nX-Stays: 1\r\nContent-Length: 2\r\n\r\nok"
+            }
+            "/old" => b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+            _ => b"HTTP/1.1 200 OK\r\nconnection: CLOSE\r\nContent-Length: 2\r\n\r\nok",
+        })
+    })
+    .await;
+    let gw = up.gateway().await;
+    let mut client = Client::connect(&gw).await;
+    for path in ["/keep", "/named", "/old", "/keep"] {
+        let response = client.ok("GET", path).await;
+        for hop in ["connection", "keep-alive", "x-hop"] {
+            assert_eq!(response.header(hop), None, "{path}: {:?}", response.headers);
+        }
+    }
+    assert_eq!(
+        client.ok("GET", "/named").await.header("x-stays"),
+        Some("1")
+    );
+    // All of the above kept the one connection; `close` ends it.
+    assert_eq!(up.accepted(), 1);
+    client.ok("GET", "/close").await;
+    client.ok("GET", "/keep").await;
+    assert_eq!(up.accepted(), 2);
+}
+
+#[tokio::test]
 async fn malformed_upstream_heads_are_bad_gateway() {
     let up = ScriptedUpstream::start(|path, _| {
         Reply::Send(match path {
