@@ -26,11 +26,47 @@ pub fn locate_fields(
     let base = buf.as_ptr() as usize;
     let mut located = Vec::with_capacity(fields.len());
     for field in fields.iter().filter(|f| keep(f)) {
-        let name = HeaderName::from_bytes(field.name.as_bytes())?;
+        let name = header_name(field.name.as_bytes())?;
         let start = field.value.as_ptr() as usize - base;
         located.push((name, start..start + field.value.len()));
     }
     Ok(located)
+}
+
+/// Slots in the per-thread memo of header names.
+const NAME_MEMO_SLOTS: usize = 64;
+/// Names longer than this are parsed every time (they are rare, and the memo holds copies).
+const NAME_MEMO_MAX_LEN: usize = 32;
+
+thread_local! {
+    /// Recently parsed header names, keyed by their bytes exactly as sent (case included),
+    /// one per slot: the same few names arrive on nearly every message, and parsing one
+    /// (lower-casing it, then telling standard names from the rest) costs several times
+    /// more than finding it here.
+    static NAME_MEMO: RefCell<Vec<Option<RememberedName>>> =
+        RefCell::new(vec![None; NAME_MEMO_SLOTS]);
+}
+
+/// A header name's bytes as they were sent, and their parse.
+type RememberedName = (Box<[u8]>, HeaderName);
+
+/// The header name `raw` (as a field name was sent), parsed once per thread and slot.
+pub fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    if raw.is_empty() || raw.len() > NAME_MEMO_MAX_LEN {
+        return HeaderName::from_bytes(raw);
+    }
+    let slot = (raw.len() * 7 + usize::from(raw[0]) * 3 + usize::from(raw[raw.len() - 1]))
+        % NAME_MEMO_SLOTS;
+    NAME_MEMO.with_borrow_mut(|memo| {
+        if let Some((key, name)) = &memo[slot]
+            && **key == *raw
+        {
+            return Ok(name.clone());
+        }
+        let name = HeaderName::from_bytes(raw)?;
+        memo[slot] = Some((raw.into(), name.clone()));
+        Ok(name)
+    })
 }
 
 /// The located fields in `map` (emptied first; its allocation is reused), with values
@@ -112,6 +148,35 @@ mod tests {
         let names: Vec<_> = located.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["b"]);
         assert_eq!(&text[located[0].1.clone()], b"2");
+    }
+
+    #[test]
+    fn remembered_names_are_the_names_parsed() {
+        let names: [&[u8]; 7] = [
+            b"Content-Type",
+            b"content-type",
+            b"X-Custom-Thing",
+            b"x-custom-thing",
+            b"Set-Cookie",
+            b"a",
+            b"An-Unusually-Long-Header-Name-Beyond-The-Memo",
+        ];
+        // Twice, so the second round is answered from the memo.
+        for _ in 0..2 {
+            for raw in names {
+                assert_eq!(
+                    header_name(raw).unwrap(),
+                    HeaderName::from_bytes(raw).unwrap()
+                );
+            }
+        }
+        // Names colliding on a slot replace each other and stay right.
+        for raw in [b"ab".as_slice(), b"ba", b"ab", b"ba"] {
+            assert_eq!(header_name(raw).unwrap().as_str().as_bytes(), raw);
+        }
+        assert!(header_name(b"bad name").is_err());
+        assert!(header_name(b"bad name").is_err());
+        assert!(header_name(b"").is_err());
     }
 
     #[test]
