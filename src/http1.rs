@@ -51,7 +51,7 @@ thread_local! {
 type RememberedName = (Box<[u8]>, HeaderName);
 
 /// The header name `raw` (as a field name was sent), parsed once per thread and slot.
-pub fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
     if raw.is_empty() || raw.len() > NAME_MEMO_MAX_LEN {
         return HeaderName::from_bytes(raw);
     }
