@@ -11,10 +11,11 @@ use hyper_util::rt::TokioIo;
 
 use super::authenticate::{Authenticated, strip_upstream_credentials};
 use super::error::GatewayError;
-use super::handle::{RequestContext, host_of};
+use super::handle::RequestContext;
 use super::route::Route;
 use crate::auth::cookies;
 use crate::http1::{ADDED_HEADERS, lists_token};
+use crate::proxy::added::AddedFields;
 use crate::proxy::client::UpstreamClient;
 use crate::proxy::headers;
 use crate::proxy::link::UpstreamLink;
@@ -36,29 +37,29 @@ pub fn asks_upgrade<B>(request: &Request<B>) -> bool {
         )
 }
 
-/// Builds what the upstream receives: canonical path, cleaned and rewritten headers, and
-/// the gateway's identity headers for an authenticated user.
+/// Builds what the upstream receives: canonical path, the client's headers cleaned, and
+/// beside them the fields tollgate adds (`Host`, forwarding, and the identity headers for
+/// an authenticated user), none of whose names the cleaned map still holds.
 pub(crate) fn prepare_upstream_request(
     ctx: &RequestContext,
     route: &Route,
     path: &str,
     auth: Option<&Authenticated>,
     request: Request<Body>,
-) -> Result<Request<Body>, GatewayError> {
+) -> Result<(Request<Body>, AddedFields), GatewayError> {
     let (mut parts, body) = request.into_parts();
-    // One growth for the forwarding and identity headers added below, not one per header.
-    parts.headers.reserve(ADDED_HEADERS);
+    let mut added = AddedFields::with_capacity(ADDED_HEADERS);
     let settings = &ctx.settings;
-    // The host the client addressed goes upstream as it came: the `Host` header itself
-    // when there is one (HTTP/1.1), else the URI's authority (HTTP/2).
-    let host = match parts.headers.get(HOST) {
-        Some(value) if parts.uri.authority().is_none() && value.to_str().is_ok() => {
-            Some(value.clone())
-        }
-        _ => host_of(&parts.uri, &parts.headers)
-            .map(HeaderValue::from_str)
-            .transpose()
-            .map_err(|_| GatewayError::InvalidRequest("bad host"))?,
+    // The host the client addressed goes upstream as it came: the URI's authority when
+    // there is one (HTTP/2, absolute form), else the `Host` header itself (the first, if a
+    // client sent several).
+    let client_host = parts.headers.remove(HOST);
+    let host = match parts.uri.authority() {
+        Some(authority) => Some(
+            HeaderValue::from_str(authority.as_str())
+                .map_err(|_| GatewayError::InvalidRequest("bad host"))?,
+        ),
+        None => client_host,
     };
     // Order matters: the client's `Connection` list is honoured before tollgate adds its own
     // headers, so it can never name (and so remove) one of them.
@@ -79,28 +80,33 @@ pub(crate) fn prepare_upstream_request(
         parts.headers.remove(AUTHORIZATION);
     }
     let proto = if ctx.conn.tls { "https" } else { "http" };
-    headers::set_forwarded(&mut parts.headers, &ctx.forwarded, proto, host.as_ref());
+    // A `Host` that is not text is passed on as it came, but never echoed as a forwarded host.
+    let host_text = host.as_ref().filter(|h| h.to_str().is_ok());
+    headers::set_forwarded(
+        &mut parts.headers,
+        &mut added,
+        &ctx.forwarded,
+        proto,
+        host_text,
+    );
     if let Some(host) = host {
-        parts.headers.insert(HOST, host);
+        added.insert(HOST, host);
     }
     if let Some(auth) = auth {
         let ids = &settings.identity_headers;
         let values = &auth.user.header_values;
-        parts
-            .headers
-            .insert(ids.user_id.clone(), values.user_id.clone());
+        added.insert(ids.user_id.clone(), values.user_id.clone());
         if let Some(username) = &values.username {
-            parts.headers.insert(ids.username.clone(), username.clone());
+            added.insert(ids.username.clone(), username.clone());
         }
         if let Some(roles) = &values.roles {
-            parts.headers.insert(ids.roles.clone(), roles.clone());
+            added.insert(ids.roles.clone(), roles.clone());
         }
     }
     if let Some(protocol) = upgrade {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, protocol);
+        // `Connection` and `Upgrade` were removed with the other hop-by-hop headers.
+        added.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        added.insert(UPGRADE, protocol);
     }
     let path_and_query = match parts.uri.path_and_query() {
         // Already canonical (the usual case): forwarded as it came, without re-parsing.
@@ -121,7 +127,7 @@ pub(crate) fn prepare_upstream_request(
         .build()
         .map_err(|_| GatewayError::InvalidRequest("bad uri"))?;
     parts.version = Version::HTTP_11;
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), added))
 }
 
 /// Sends the request within the route's timeout (on the downstream connection's own
@@ -133,7 +139,7 @@ pub(crate) async fn forward(
     link: Option<&UpstreamLink>,
     metrics: &Metrics,
     route: &Route,
-    upstream_request: Request<Body>,
+    (mut upstream_request, added): (Request<Body>, AddedFields),
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, GatewayError> {
     let sent = Instant::now();
@@ -141,9 +147,15 @@ pub(crate) async fn forward(
         match link {
             // An upgrade goes through the pool, which hands over the upgraded connection.
             Some(link) if client_upgrade.is_none() && UpstreamLink::carries(&upstream_request) => {
-                link.send(&route.upstream, upstream_request).await
+                link.send(&route.upstream, upstream_request, &added).await
             }
-            _ => match pool.send(upstream_request).await {
+            _ => match pool
+                .send({
+                    added.merge_into(upstream_request.headers_mut());
+                    upstream_request
+                })
+                .await
+            {
                 Ok(response) => {
                     Ok(response.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
                 }

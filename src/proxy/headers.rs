@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use std::borrow::Borrow;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use super::added::AddedFields;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -191,16 +193,18 @@ pub fn forwarded(
     }
 }
 
-/// Removes the client's forwarding headers and sets tollgate's own `X-Forwarded-*`.
+/// Removes the client's forwarding headers from `headers` and adds tollgate's own
+/// `X-Forwarded-*` to `added`.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
+    added: &mut AddedFields,
     fwd: &Forwarded,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
     strip_named(headers, &CLIENT_FORWARDING);
 
-    headers.insert(X_FORWARDED_FOR, fwd.x_forwarded_for.clone());
+    added.insert(X_FORWARDED_FOR, fwd.x_forwarded_for.clone());
     let proto = match &fwd.proto {
         Some(trusted) => HeaderValue::from_str(trusted).ok(),
         None => Some(HeaderValue::from_static(proto)),
@@ -215,7 +219,7 @@ pub fn set_forwarded(
         if let Some(value) = value
             && !value.is_empty()
         {
-            headers.insert(name, value);
+            added.insert(name, value);
         }
     }
 }
@@ -459,10 +463,14 @@ mod tests {
             "x_real_ip: 6.6.6.6 | Accept: */*",
         ));
         let fwd = forwarded(&HeaderMap::new(), ip("203.0.113.9"), &[]);
-        set_forwarded(
+        let set = |headers: &mut HeaderMap, fwd: &Forwarded, host: Option<&HeaderValue>| {
+            let mut added = AddedFields::default();
+            set_forwarded(headers, &mut added, fwd, "https", host);
+            added.merge_into(headers);
+        };
+        set(
             &mut headers,
             &fwd,
-            "https",
             Some(&HeaderValue::from_static("app.example")),
         );
         assert_eq!(headers.len(), 4);
@@ -475,10 +483,9 @@ mod tests {
             host: Some("outer.example".to_owned()),
             ..fwd
         };
-        set_forwarded(
+        set(
             &mut headers,
             &fwd,
-            "https",
             Some(&HeaderValue::from_static("app.example")),
         );
         assert_eq!(headers.len(), 4);
@@ -486,7 +493,7 @@ mod tests {
         assert_eq!(headers["x-forwarded-host"], "outer.example");
 
         let mut headers = map("X-Forwarded-Host: evil");
-        set_forwarded(&mut headers, &Forwarded { host: None, ..fwd }, "http", None);
+        set(&mut headers, &Forwarded { host: None, ..fwd }, None);
         assert!(headers.get(X_FORWARDED_HOST).is_none());
     }
 

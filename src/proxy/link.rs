@@ -20,6 +20,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 
+use super::added::AddedFields;
 use super::upstream_body::UpstreamBody;
 use super::upstream_conn::{ExchangeError, UpstreamConn};
 use crate::gateway::route::Upstream;
@@ -77,13 +78,14 @@ impl UpstreamLink {
     }
 
     /// Sends `request` (one the link [`carries`](Self::carries), absolute URI as the shared
-    /// pool takes it) to `upstream` on this link's connection, opening one if there is
+    /// pool takes it), with the fields tollgate `added`, to `upstream` on this link's connection, opening one if there is
     /// none or the kept one closed. An idempotent request that a kept connection closed on
     /// before answering is sent once more on a new connection (RFC 9110 §9.2.2).
     pub async fn send(
         &self,
         upstream: &Upstream,
         request: Request<Body>,
+        added: &AddedFields,
     ) -> Result<Response<Body>, BoxError> {
         let (mut parts, _empty) = request.into_parts();
         let authority = &upstream.authority;
@@ -96,7 +98,7 @@ impl UpstreamLink {
                 // moved with) every request's.
                 None => Box::pin(UpstreamConn::connect(authority)).await?,
             };
-            match conn.exchange(&mut parts, authority).await {
+            match conn.exchange(&mut parts, added, authority).await {
                 Ok(head) => {
                     let home = Home {
                         idle: self.idle.clone(),

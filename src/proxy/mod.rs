@@ -1,5 +1,6 @@
 //! Forwarding to upstreams: the pooled client and the header rules applied on the way.
 
+pub mod added;
 pub mod client;
 pub mod headers;
 pub mod link;

@@ -16,6 +16,7 @@ use http::{HeaderMap, Method, StatusCode, request, response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::added::AddedFields;
 use super::client::CONNECT_TIMEOUT;
 use crate::BoxError;
 use crate::http1::MAX_HEADERS;
@@ -121,9 +122,10 @@ impl UpstreamConn {
     pub async fn exchange(
         &mut self,
         request: &mut request::Parts,
+        added: &AddedFields,
         authority: &Authority,
     ) -> Result<Head, ExchangeError> {
-        encode_head(request, authority, &mut self.head);
+        encode_head(request, added, authority, &mut self.head);
         self.stream
             .write_all(&self.head)
             .await
@@ -222,22 +224,38 @@ impl UpstreamConn {
     }
 }
 
-/// Writes the head of a bodiless request in origin form: `Host` is the client's (already in
-/// `headers`) or else the upstream's authority. Header names and values are valid by
-/// construction (`http` refuses CR, LF and NUL), so nothing here can split the message.
-pub(crate) fn encode_head(request: &request::Parts, authority: &Authority, out: &mut Vec<u8>) {
+/// Writes the head of a bodiless request in origin form: `Host` first (RFC 9112 §3.2) if
+/// tollgate set one, then the request's own fields, then the rest of the ones tollgate
+/// `added` (which share no name with them). With no `Host` in either, the upstream's
+/// authority is sent as `Host`. Header names and values are valid by construction (`http`
+/// refuses CR, LF and NUL), so nothing here can split the message.
+pub(crate) fn encode_head(
+    request: &request::Parts,
+    added: &AddedFields,
+    authority: &Authority,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     out.extend_from_slice(request.method.as_str().as_bytes());
     out.push(b' ');
     let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !request.headers.contains_key(HOST) {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_str().as_bytes());
-        out.extend_from_slice(b"\r\n");
+    match added.get(&HOST) {
+        Some(host) => {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        None if !request.headers.contains_key(HOST) => {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(authority.as_str().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        None => {}
     }
-    for (name, value) in &request.headers {
+    let added_rest = added.iter().filter(|(name, _)| *name != HOST);
+    for (name, value) in request.headers.iter().chain(added_rest) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
