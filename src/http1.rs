@@ -21,7 +21,7 @@ pub const ADDED_HEADERS: usize = 8;
 pub fn locate_fields(
     buf: &[u8],
     fields: &[httparse::Header<'_>],
-    keep: impl Fn(&httparse::Header<'_>) -> bool,
+    mut keep: impl FnMut(&httparse::Header<'_>) -> bool,
 ) -> Result<Vec<(HeaderName, Range<usize>)>, http::header::InvalidHeaderName> {
     let base = buf.as_ptr() as usize;
     let mut located = Vec::with_capacity(fields.len());
@@ -51,7 +51,7 @@ thread_local! {
 type RememberedName = (Box<[u8]>, HeaderName);
 
 /// The header name `raw` (as a field name was sent), parsed once per thread and slot.
-fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+pub(crate) fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
     if raw.is_empty() || raw.len() > NAME_MEMO_MAX_LEN {
         return HeaderName::from_bytes(raw);
     }

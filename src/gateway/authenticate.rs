@@ -235,6 +235,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_response_rules_know_the_token_header() {
+        let name = GN_ACCESS_TOKEN.as_str().as_bytes();
+        assert!(crate::proxy::headers::response_rules_touch(name));
+    }
+
+    #[test]
     fn private_replaces_public_and_keeps_the_rest() {
         let mut h = HeaderMap::new();
         h.insert(

@@ -23,6 +23,7 @@ use crate::endpoints::{self, Native};
 use crate::proxy::client::UpstreamClient;
 use crate::proxy::headers::{self, Forwarded};
 use crate::proxy::link::UpstreamLink;
+use crate::proxy::passed::PassedFields;
 use crate::server::metrics::Metrics;
 
 /// Where the JWKS document lives, beside the native endpoints.
@@ -97,6 +98,26 @@ impl Gateway {
     /// Answers one request: the upstream's response, a native endpoint's, or an error.
     /// `link` holds the downstream connection's own upstream connections (HTTP/1.1).
     pub async fn handle(
+        &self,
+        request: Request<Body>,
+        conn: ConnInfo,
+        link: Option<&UpstreamLink>,
+    ) -> Response<Body> {
+        let html = wants_html(request.headers());
+        let mut response = self.respond(request, conn, link).await;
+        if let Some(passed) = response.extensions_mut().remove::<PassedFields>()
+            && let Err(e) = passed.merge_into(response.headers_mut())
+        {
+            tracing::warn!(error = %e, "request failed");
+            return GatewayError::InvalidUpstreamResponse("invalid header field")
+                .into_response(html);
+        }
+        response
+    }
+
+    /// [`handle`](Self::handle) for a writer of HTTP/1.1 that writes the upstream fields a
+    /// response may carry beside its map ([`PassedFields`], in its extensions) itself.
+    pub(crate) async fn respond(
         &self,
         request: Request<Body>,
         conn: ConnInfo,

@@ -31,6 +31,35 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     UPGRADE,
 ];
 
+/// Every response field that some response rule reads or changes: the hop-by-hop names
+/// (`strip_hop_by_hop`), the framing (`Content-Length`; `Transfer-Encoding` is hop-by-hop),
+/// tollgate's own token and cookies (`strip_upstream_credentials`, `add_current_token`) and
+/// the cache policy (`make_private`). A rule that comes to look at another field must name
+/// it here: fields not named may reach the client without passing through the rules
+/// (`passed.rs`). `Connection` listing other names sends every field through the rules.
+static RESPONSE_RULE_NAMES: [&str; 13] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "gn-access-token",
+    "set-cookie",
+    "cache-control",
+];
+
+/// Whether some response rule reads or changes fields named `name` (in any case).
+pub fn response_rules_touch(name: &[u8]) -> bool {
+    RESPONSE_RULE_NAMES
+        .iter()
+        .any(|rule| rule.len() == name.len() && name.eq_ignore_ascii_case(rule.as_bytes()))
+}
+
 /// Forwarding headers a client may send; all are replaced by tollgate's own.
 static CLIENT_FORWARDING: [HeaderName; 5] = [
     HeaderName::from_static("forwarded"),
@@ -495,6 +524,23 @@ mod tests {
         let mut headers = map("X-Forwarded-Host: evil");
         set(&mut headers, &Forwarded { host: None, ..fwd }, None);
         assert!(headers.get(X_FORWARDED_HOST).is_none());
+    }
+
+    #[test]
+    fn response_rules_name_every_field_they_touch() {
+        let touched = HOP_BY_HOP.iter().chain([
+            &http::header::CONTENT_LENGTH,
+            &http::header::SET_COOKIE,
+            &http::header::CACHE_CONTROL,
+        ]);
+        for name in touched {
+            assert!(response_rules_touch(name.as_str().as_bytes()), "{name}");
+        }
+        assert!(response_rules_touch(b"Set-Cookie"));
+        assert!(response_rules_touch(b"TRANSFER-ENCODING"));
+        for name in ["date", "server", "content-type", "x-set-cookie", "t"] {
+            assert!(!response_rules_touch(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]

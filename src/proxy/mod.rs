@@ -4,5 +4,6 @@ pub mod added;
 pub mod client;
 pub mod headers;
 pub mod link;
+pub mod passed;
 pub(crate) mod upstream_body;
 pub(crate) mod upstream_conn;

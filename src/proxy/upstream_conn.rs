@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 
 use super::added::AddedFields;
 use super::client::CONNECT_TIMEOUT;
+use super::headers;
+use super::passed::PassedFields;
 use crate::BoxError;
 use crate::http1::MAX_HEADERS;
 
@@ -199,14 +201,35 @@ impl UpstreamConn {
             // `Connection` and `Keep-Alive` are about this hop only, and the client never
             // sees them: unless `Connection` names other headers (which the response
             // filter must then remove too), they are left out of the map from the start.
+            // So, then, are the fields no response rule looks at: they are passed to the
+            // client as they came (`passed.rs`).
+            let base = self.buf.as_ptr() as usize;
+            let span = |part: &[u8]| {
+                let start = part.as_ptr() as usize - base;
+                start..start + part.len()
+            };
+            let mut passed = Vec::new();
             let keep = |field: &httparse::Header<'_>| {
-                !connection.only_persistence
-                    || !(field.name.eq_ignore_ascii_case("connection")
-                        || field.name.eq_ignore_ascii_case("keep-alive"))
+                if !connection.only_persistence {
+                    return true;
+                }
+                let name = field.name.as_bytes();
+                if name.eq_ignore_ascii_case(b"connection")
+                    || name.eq_ignore_ascii_case(b"keep-alive")
+                {
+                    return false;
+                }
+                if headers::response_rules_touch(name) {
+                    return true;
+                }
+                passed.push((span(name), span(field.value)));
+                false
             };
             let located = crate::http1::locate_fields(&self.buf, parsed.headers, keep)
                 .map_err(|_| ExchangeError::Failed("bad upstream header name".into()))?;
             let head_bytes: Bytes = self.buf.split_to(len).freeze();
+            let passed =
+                (!passed.is_empty()).then(|| PassedFields::new(head_bytes.clone(), passed));
             let mut headers = std::mem::take(spare);
             crate::http1::fill_header_map(&mut headers, &head_bytes, located)
                 .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
@@ -215,6 +238,9 @@ impl UpstreamConn {
             let mut parts = http::Response::new(()).into_parts().0;
             parts.status = status;
             parts.headers = headers;
+            if let Some(passed) = passed {
+                parts.extensions.insert(passed);
+            }
             return Ok(Some(Head {
                 parts,
                 framing,

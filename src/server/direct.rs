@@ -28,6 +28,7 @@ use super::sniff::Sniffed;
 use crate::gateway::handle::{ConnInfo, Gateway};
 use crate::http1::MAX_HEADERS;
 use crate::proxy::link::UpstreamLink;
+use crate::proxy::passed::PassedFields;
 use crate::{Body, BoxError, http1};
 
 /// How much is read from the client at once.
@@ -97,7 +98,8 @@ where
             Next::Partial | Next::Closed => return Served::Closed,
         };
         let head_request = request.method() == Method::HEAD;
-        let response = gateway.handle(request, conn.clone(), Some(link)).await;
+        // Some of the upstream's fields may come beside the map; `write_response` writes them.
+        let response = gateway.respond(request, conn.clone(), Some(link)).await;
         let close = asked_close || stop.is_cancelled();
         let (parts, body) = response.into_parts();
         let written = write_response(&mut io, &mut out, &parts, body, head_request, close).await;
@@ -287,7 +289,11 @@ where
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !parts.headers.contains_key(DATE) {
+    let passed = parts.extensions.get::<PassedFields>();
+    if let Some(passed) = passed {
+        passed.write_to(out);
+    }
+    if !(passed.is_some_and(PassedFields::has_date) || parts.headers.contains_key(DATE)) {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(http1::date().as_bytes());
         out.extend_from_slice(b"\r\n");

@@ -263,6 +263,47 @@ async fn connection_fields_decide_reuse_and_never_reach_the_client() {
 }
 
 #[tokio::test]
+async fn untouched_fields_arrive_as_they_came_and_the_rules_still_apply_on_either_server() {
+    let up = ScriptedUpstream::start(|_, _| {
+        Reply::Send(
+            b"HTTP/1.1 200 OK\r\nServer: scripted\r\nX-Multi: a\r\n\
+              Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nGN-Access-Token: forged\r\n\
+              x-multi: b\r\nSet-Cookie: __Host-tollgate-access=forged; Path=/; Secure\r\n\
+              Set-Cookie: app=1\r\nCache-Control: no-cache\r\nContent-Length: 2\r\n\r\nok",
+        )
+    })
+    .await;
+    let gw = up.gateway().await;
+    let mut client = Client::connect(&gw).await;
+    let direct = client.ok("GET", "/").await;
+    // A request with `Content-Length` hands the connection to hyper, which serves it and
+    // every request after it.
+    client
+        .stream
+        .write_all(b"GET /len HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let handed = read_response_to(&mut client.stream, "GET").await.unwrap();
+    let by_hyper = client.ok("GET", "/").await;
+    for (server, response) in [("direct", direct), ("hyper", handed), ("hyper", by_hyper)] {
+        assert_eq!(response.status, 200, "{server}");
+        let all = |name: &str| -> Vec<&str> {
+            let found = response.headers.iter().filter(|(n, _)| n == name);
+            found.map(|(_, v)| v.as_str()).collect()
+        };
+        assert_eq!(all("server"), ["scripted"], "{server}");
+        assert_eq!(all("x-multi"), ["a", "b"], "{server}");
+        assert_eq!(all("date"), ["Sun, 06 Nov 1994 08:49:37 GMT"], "{server}");
+        assert_eq!(all("set-cookie"), ["app=1"], "{server}");
+        assert_eq!(all("cache-control"), ["no-cache"], "{server}");
+        assert_eq!(all("content-length"), ["2"], "{server}");
+        assert!(all("gn-access-token").is_empty(), "{server}");
+        assert_eq!(response.text(), "ok", "{server}");
+    }
+    assert_eq!(up.accepted(), 1);
+}
+
+#[tokio::test]
 async fn malformed_upstream_heads_are_bad_gateway() {
     let up = ScriptedUpstream::start(|path, _| {
         Reply::Send(match path {
