@@ -3,8 +3,10 @@
 //! decides a hit) and belong to one keyring: a reload that changes keys starts a new cache.
 //! Time-based checks still run on every use.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use quick_cache::UnitWeighter;
 use quick_cache::sync::Cache;
 
 use super::keys::Keyring;
@@ -14,9 +16,46 @@ use super::token::{AccessClaims, TokenError, TokenRules};
 /// Verified tokens kept at once; a miss only costs one signature check.
 const CAPACITY: usize = 16_384;
 
+/// Bytes at the end of a token that its cache slot is chosen by.
+const HASHED_TAIL: usize = 32;
+
 /// A cache of verified tokens in front of a keyring.
 pub struct VerifiedTokens {
-    cache: Cache<Arc<[u8]>, Arc<VerifiedToken>>,
+    cache: Cache<Arc<[u8]>, Arc<VerifiedToken>, UnitWeighter, TailHash>,
+}
+
+/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, which are part of its
+/// signature: the tokens in the cache all verified, and no two of them share a signature.
+/// A hit is still decided by comparing the whole token; only hashing every byte of a
+/// token of several hundred on each request is saved. Nothing a client sends is inserted
+/// unless it verified, so chosen tails cannot crowd a slot.
+#[derive(Clone, Default)]
+struct TailHash(foldhash::fast::RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+/// See [`TailHash`].
+struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0.write_usize(n);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 /// A token whose signature and claims checked out, with what every request needs from it
@@ -60,7 +99,13 @@ impl VerifiedTokens {
     /// An empty cache.
     pub fn new() -> VerifiedTokens {
         VerifiedTokens {
-            cache: Cache::new(CAPACITY),
+            cache: Cache::with(
+                CAPACITY,
+                CAPACITY as u64,
+                UnitWeighter,
+                TailHash::default(),
+                Default::default(),
+            ),
         }
     }
 
@@ -142,5 +187,23 @@ mod tests {
             cache.verify(&keyring, b"\xff.\xfe.\xfd", &rules, 1500),
             Err(TokenError::Malformed)
         );
+        // Same length and tail as the cached token (so the same slot), another header:
+        // not a hit, and it does not verify.
+        let mut front = token.clone().into_bytes();
+        front[2] = if front[2] == b'A' { b'B' } else { b'A' };
+        assert!(cache.verify(&keyring, &front, &rules, 1500).is_err());
+    }
+
+    #[test]
+    fn the_hash_reads_only_the_tail_and_the_length() {
+        let hash = TailHash::default();
+        let a = [b"head-one.".as_slice(), &[b'x'; HASHED_TAIL]].concat();
+        let b = [b"head-two.".as_slice(), &[b'x'; HASHED_TAIL]].concat();
+        let c = [b"head-one".as_slice(), &[b'x'; HASHED_TAIL]].concat();
+        assert_eq!(hash.hash_one(&a[..]), hash.hash_one(&b[..]));
+        assert_ne!(hash.hash_one(&a[..]), hash.hash_one(&c[..]));
+        let mut d = a.clone();
+        *d.last_mut().unwrap() = b'y';
+        assert_ne!(hash.hash_one(&a[..]), hash.hash_one(&d[..]));
     }
 }
