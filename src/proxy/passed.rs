@@ -6,6 +6,10 @@
 //! they look at, and only fields it does not name are passed this way. They travel in the
 //! response's extensions. The direct HTTP/1.1 writer writes them after the map's fields;
 //! everything else merges them into the map first (`Gateway::handle` does so).
+//!
+//! httparse accepts exactly the bytes `http` does (names: RFC 9110 tokens; values: HTAB,
+//! SP to `~`, obs-text; never CR, LF or NUL), so a passed field can neither split the
+//! response nor carry what the map would have refused.
 
 use std::ops::Range;
 
