@@ -12,6 +12,7 @@ pub mod auth;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub(crate) mod deadline;
 pub mod endpoints;
 pub mod gateway;
 pub(crate) mod http1;

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Native, json};
 use crate::Body;
-use crate::gateway::authenticate::{add_current_token, authenticate};
+use crate::gateway::authenticate::{add_current_token, authenticate, presented_token};
 use crate::gateway::error::GatewayError;
 
 /// The caller's user and session, with the current token attached.
@@ -13,7 +13,8 @@ pub async fn serve(
     native: &Native<'_>,
     request: Request<Body>,
 ) -> Result<Response<Body>, GatewayError> {
-    let auth = authenticate(native.settings, native.identity, request.headers()).await?;
+    let presented = presented_token(request.headers(), None, native.settings);
+    let auth = authenticate(native.settings, native.identity, presented).await?;
     let idle = native.settings.sessions.idle_timeout.as_secs();
     let user = &auth.user;
     let session = &auth.session;

@@ -29,16 +29,17 @@ pub struct Authenticated {
     pub via_cookie: bool,
 }
 
-/// The token a request presents: `Authorization: Bearer` first, else the access cookie;
-/// never the query string. The bytes are as sent: whether they are even text is only
-/// checked when the token is not one already verified.
+/// The token a request presents: `Authorization: Bearer` first (`beside` is the field's
+/// value when it came beside the map), else the access cookie; never the query string.
+/// The bytes are as sent: whether they are even text is only checked when the token is not
+/// one already verified. `true` marks a token from the cookie.
 pub fn presented_token<'a>(
     headers: &'a HeaderMap,
+    beside: Option<&'a [u8]>,
     settings: &Settings,
 ) -> Option<(&'a [u8], bool)> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
+    let bearer = beside
+        .or_else(|| headers.get(AUTHORIZATION).map(HeaderValue::as_bytes))
         .and_then(|v| {
             let space = v.iter().position(|&b| b == b' ')?;
             let (scheme, token) = (&v[..space], &v[space + 1..]);
@@ -52,14 +53,14 @@ pub fn presented_token<'a>(
     }
 }
 
-/// Checks token, session and user; touches the session on success.
+/// Checks the `presented` token ([`presented_token`]), its session and user; touches the
+/// session on success.
 pub async fn authenticate(
     settings: &Settings,
     identity: &Identity,
-    headers: &HeaderMap,
+    presented: Option<(&[u8], bool)>,
 ) -> Result<Authenticated, GatewayError> {
-    let (token, via_cookie) =
-        presented_token(headers, settings).ok_or(GatewayError::MissingToken)?;
+    let (token, via_cookie) = presented.ok_or(GatewayError::MissingToken)?;
     let now = identity.clock.now_secs();
     // Seen before: a lookup; new: a full signature check whose success is kept.
     let tokens = &settings.tokens;

@@ -77,7 +77,17 @@ pub(crate) fn prepare_upstream_request(
     if auth.is_some_and(|a| !a.via_cookie) {
         // The bearer token was tollgate's; the upstream learns who the user is from the
         // identity headers instead.
-        parts.headers.remove(AUTHORIZATION);
+        if ctx.authorization.is_none() {
+            parts.headers.remove(AUTHORIZATION);
+        }
+    } else if let Some(value) = &ctx.authorization
+        && !identity_names.contains(&&AUTHORIZATION)
+    {
+        // The client's own credentials for the upstream (a public route, or a browser
+        // signed in by cookie) go on as they would from the map.
+        let value = HeaderValue::from_maybe_shared(value.clone())
+            .map_err(|_| GatewayError::InvalidRequest("bad authorization"))?;
+        added.insert(AUTHORIZATION, value);
     }
     let proto = if ctx.conn.tls { "https" } else { "http" };
     // A `Host` that is not text is passed on as it came, but never echoed as a forwarded host.
@@ -163,9 +173,12 @@ pub(crate) async fn forward(
             },
         }
     };
-    let mut response = tokio::time::timeout(route.timeout, exchange)
-        .await
-        .map_err(|_| GatewayError::UpstreamTimeout)?
+    let answered = match link {
+        Some(link) => link.within(route.timeout, exchange).await,
+        None => tokio::time::timeout(route.timeout, exchange).await.ok(),
+    };
+    let mut response = answered
+        .ok_or(GatewayError::UpstreamTimeout)?
         .map_err(GatewayError::UpstreamUnavailable)?;
     metrics.upstream_latency(&route.name, sent.elapsed());
     let upgrade = headers::strip_hop_by_hop(response.headers_mut());

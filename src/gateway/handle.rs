@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, HOST, LOCATION};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, HOST, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 
-use super::authenticate::{add_current_token, authenticate, authorise};
+use super::authenticate::{add_current_token, authenticate, authorise, presented_token};
 use super::error::{GatewayError, full, wants_html};
 use super::forward::{asks_upgrade, forward, prepare_upstream_request};
 use super::path::{canonicalise, under_prefix};
@@ -73,6 +73,9 @@ pub(crate) struct RequestContext {
     pub route: Option<Arc<Route>>,
     /// The canonical path.
     pub path: Option<String>,
+    /// The client's `Authorization` value when it came beside the header map rather than
+    /// in it (see [`Gateway::respond`]).
+    pub authorization: Option<Bytes>,
 }
 
 impl Gateway {
@@ -104,7 +107,7 @@ impl Gateway {
         link: Option<&UpstreamLink>,
     ) -> Response<Body> {
         let html = wants_html(request.headers());
-        let mut response = self.respond(request, conn, link).await;
+        let mut response = self.respond(request, None, conn, link).await;
         if let Some(passed) = response.extensions_mut().remove::<PassedFields>()
             && let Err(e) = passed.merge_into(response.headers_mut())
         {
@@ -117,9 +120,13 @@ impl Gateway {
 
     /// [`handle`](Self::handle) for a writer of HTTP/1.1 that writes the upstream fields a
     /// response may carry beside its map ([`PassedFields`], in its extensions) itself.
+    /// `authorization` is the request's one `Authorization` field when the reader kept it
+    /// beside the header map (it is then not in the map): it authenticates the request,
+    /// and goes upstream only where one in the map would.
     pub(crate) async fn respond(
         &self,
         request: Request<Body>,
+        authorization: Option<Bytes>,
         conn: ConnInfo,
         link: Option<&UpstreamLink>,
     ) -> Response<Body> {
@@ -144,6 +151,7 @@ impl Gateway {
             forwarded,
             route: None,
             path: None,
+            authorization,
         };
         let response = match self.phases(&mut ctx, request, html, link).await {
             Ok(response) => response,
@@ -199,7 +207,13 @@ impl Gateway {
         let path = canonicalise(request.uri().path())?;
         ctx.path = Some(path.clone());
         if is_native(&path, &ctx.settings.auth_prefix) {
-            // tollgate's own endpoints; nothing under them is ever forwarded.
+            // tollgate's own endpoints; nothing under them is ever forwarded. They read
+            // every field from the map.
+            if let Some(value) = ctx.authorization.take() {
+                let value = HeaderValue::from_maybe_shared(value)
+                    .map_err(|_| GatewayError::InvalidRequest("bad authorization"))?;
+                request.headers_mut().append(AUTHORIZATION, value);
+            }
             let native = Native {
                 settings: &ctx.settings,
                 identity: &self.identity,
@@ -220,7 +234,12 @@ impl Gateway {
         let auth = match &route.policy {
             Policy::Public => None,
             policy => {
-                let auth = authenticate(&ctx.settings, &self.identity, request.headers()).await?;
+                let presented = presented_token(
+                    request.headers(),
+                    ctx.authorization.as_deref(),
+                    &ctx.settings,
+                );
+                let auth = authenticate(&ctx.settings, &self.identity, presented).await?;
                 authorise(policy, &auth.user)?;
                 Some(auth)
             }

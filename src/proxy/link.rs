@@ -12,8 +12,10 @@
 //! Requests with a body, HTTP/2 clients and protocol upgrades use the shared pool
 //! (`client.rs`), whose client streams request bodies while reading the response.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
+use std::time::Duration;
 
 use http::uri::Authority;
 use http::{Request, Response};
@@ -23,6 +25,7 @@ use hyper::body::Body as _;
 use super::added::AddedFields;
 use super::upstream_body::UpstreamBody;
 use super::upstream_conn::{ExchangeError, UpstreamConn};
+use crate::deadline::Deadline;
 use crate::gateway::route::Upstream;
 use crate::{Body, BoxError};
 
@@ -37,12 +40,15 @@ type Idle = Arc<Mutex<Vec<(Authority, UpstreamConn)>>>;
 #[derive(Default)]
 pub struct UpstreamLink {
     idle: Idle,
+    /// The timer for the route timeout, kept from request to request.
+    deadline: Mutex<Deadline>,
 }
 
 impl std::fmt::Debug for UpstreamLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamLink")
             .field("idle", &lock(&self.idle).len())
+            .field("deadline", &lock(&self.deadline))
             .finish()
     }
 }
@@ -113,6 +119,17 @@ impl UpstreamLink {
         }
     }
 
+    /// `work`'s output if it finishes within `limit`, timed by the link's kept timer
+    /// (see [`Deadline`]), else `None`.
+    pub(crate) async fn within<F: Future>(&self, limit: Duration, work: F) -> Option<F::Output> {
+        // Taken out for the wait rather than locked across it; a wait that is dropped
+        // unfinished leaves a new timer to be made next time.
+        let mut deadline = std::mem::take(&mut *lock(&self.deadline));
+        let done = deadline.within(limit, work).await;
+        *lock(&self.deadline) = deadline;
+        done
+    }
+
     /// The most recently used idle connection to `authority` that is still open.
     async fn take_idle(&self, authority: &Authority) -> Option<UpstreamConn> {
         loop {
@@ -128,7 +145,7 @@ impl UpstreamLink {
     }
 }
 
-fn lock(idle: &Idle) -> MutexGuard<'_, Vec<(Authority, UpstreamConn)>> {
-    // Nothing panics while holding the lock; a poisoned list is still consistent.
-    idle.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding either lock; what they guard stays consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -134,7 +134,10 @@ impl UpstreamConn {
             .map_err(ExchangeError::Closed)?;
         let mut received = false;
         loop {
-            if let Some(head) = self.parse_head(&request.method, &mut request.headers)? {
+            // Nothing to parse before the first read (the buffer is empty between responses).
+            if (received || !self.buf.is_empty())
+                && let Some(head) = self.parse_head(&request.method, &mut request.headers)?
+            {
                 return Ok(head);
             }
             if self.buf.len() >= MAX_HEAD_BYTES {

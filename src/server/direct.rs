@@ -22,9 +22,10 @@ use http::{HeaderMap, Method, Request, StatusCode, Uri, response};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::sniff::Sniffed;
+use crate::deadline::Deadline;
 use crate::gateway::handle::{ConnInfo, Gateway};
 use crate::http1::MAX_HEADERS;
 use crate::proxy::link::UpstreamLink;
@@ -57,12 +58,22 @@ pub(crate) struct HeadLimits {
     pub max_bytes: usize,
 }
 
+/// A request read by the direct path.
+struct Incoming {
+    request: Request<Body>,
+    /// The client asked to close the connection after this request.
+    close: bool,
+    /// The request's one `Authorization` field, kept beside its header map (see
+    /// [`Gateway::respond`]).
+    authorization: Option<Bytes>,
+}
+
 /// What reading the next request head came to.
 // Moved once per request; boxing the request would cost an allocation each time instead.
 #[allow(clippy::large_enum_variant)]
 enum Next {
     /// A request the direct path serves; `close` when the client asked to close after it.
-    Request(Request<Body>, bool),
+    Request(Incoming),
     /// More bytes are needed.
     Partial,
     /// A request for hyper.
@@ -87,10 +98,22 @@ where
     let mut out = Vec::with_capacity(READ_CHUNK);
     // The last response's header map, emptied and reused for the next request's headers.
     let mut spare = HeaderMap::new();
+    let mut head_deadline = Deadline::new();
+    // Waited on beside every head read; kept, so it is not set up anew each time.
+    let mut stopping = std::pin::pin!(stop.cancelled());
     loop {
-        let next = next_head(&mut io, &mut buf, &mut spare, limits, stop).await;
-        let (request, asked_close) = match next {
-            Next::Request(request, close) => (request, close),
+        let reading = Reading {
+            limits,
+            deadline: &mut head_deadline,
+            stopping: stopping.as_mut(),
+        };
+        let next = next_head(&mut io, &mut buf, &mut spare, reading).await;
+        let Incoming {
+            request,
+            close: asked_close,
+            authorization,
+        } = match next {
+            Next::Request(incoming) => incoming,
             Next::HandOver => {
                 io.unread(&buf);
                 return Served::HandOver(io);
@@ -99,7 +122,9 @@ where
         };
         let head_request = request.method() == Method::HEAD;
         // Some of the upstream's fields may come beside the map; `write_response` writes them.
-        let response = gateway.respond(request, conn.clone(), Some(link)).await;
+        let response = gateway
+            .respond(request, authorization, conn.clone(), Some(link))
+            .await;
         let close = asked_close || stop.is_cancelled();
         let (parts, body) = response.into_parts();
         let written = write_response(&mut io, &mut out, &parts, body, head_request, close).await;
@@ -120,14 +145,26 @@ where
     }
 }
 
+/// What bounds the reading of one request head.
+struct Reading<'a, 's> {
+    limits: HeadLimits,
+    /// The connection's timer for head reads.
+    deadline: &'a mut Deadline,
+    /// Ready once the server drains.
+    stopping: Pin<&'a mut WaitForCancellationFuture<'s>>,
+}
+
 /// Reads until `buf` starts with a complete request head, within the header timeout;
-/// a drain (`stop`) ends a connection that is between requests.
+/// a drain (`stopping`) ends a connection that is between requests.
 async fn next_head<IO>(
     io: &mut Sniffed<IO>,
     buf: &mut BytesMut,
     spare: &mut HeaderMap,
-    limits: HeadLimits,
-    stop: &CancellationToken,
+    Reading {
+        limits,
+        deadline,
+        stopping,
+    }: Reading<'_, '_>,
 ) -> Next
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -155,8 +192,8 @@ where
     };
     tokio::select! {
         biased;
-        _ = stop.cancelled() => Next::Closed,
-        next = tokio::time::timeout(limits.read_timeout, reading) => next.unwrap_or(Next::Closed),
+        () = stopping => Next::Closed,
+        next = deadline.within(limits.read_timeout, reading) => next.unwrap_or(Next::Closed),
     }
 }
 
@@ -177,6 +214,7 @@ fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
         return Next::HandOver;
     }
     let mut close = false;
+    let (mut authorizations, mut authorization_is_hop) = (0, false);
     for field in parsed.headers.iter() {
         let name = field.name.as_bytes();
         // Anything that could mean a body or a change of protocol is hyper's to handle.
@@ -189,14 +227,35 @@ fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
         }
         if name.eq_ignore_ascii_case(b"connection") {
             close |= http1::lists_token([field.value], b"close");
+            authorization_is_hop |= http1::lists_token([field.value], b"authorization");
+        }
+        if name.eq_ignore_ascii_case(b"authorization") {
+            authorizations += 1;
         }
     }
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Next::HandOver;
     };
-    let path_start = path.as_ptr() as usize - buf.as_ptr() as usize;
-    let path_span = path_start..path_start + path.len();
-    let Ok(located) = http1::locate_fields(buf, parsed.headers, |_| true) else {
+    let base = buf.as_ptr() as usize;
+    let span = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        start..start + part.len()
+    };
+    let path_span = span(path.as_bytes());
+    // A lone `Authorization` goes beside the map: it is read once, to authenticate, and is
+    // then usually dropped, so building (and checking) a header value of it would be
+    // wasted. Several, or one that `Connection` names, stay in the map for the general
+    // rules to deal with.
+    let lift = authorizations == 1 && !authorization_is_hop;
+    let mut authorization_span = None;
+    let keep = |field: &httparse::Header<'_>| {
+        if lift && field.name.eq_ignore_ascii_case("authorization") {
+            authorization_span = Some(span(field.value));
+            return false;
+        }
+        true
+    };
+    let Ok(located) = http1::locate_fields(buf, parsed.headers, keep) else {
         return Next::HandOver;
     };
     let head = buf.split_to(len).freeze();
@@ -214,7 +273,11 @@ fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    Next::Request(request, close)
+    Next::Request(Incoming {
+        request,
+        close,
+        authorization: authorization_span.map(|span| head.slice(span)),
+    })
 }
 
 /// The body of a request that has none (no allocation: the box holds nothing).

@@ -190,3 +190,83 @@ async fn browsers_use_the_access_cookie_and_the_upstream_never_sees_it() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_clients_own_authorization_goes_upstream_only_where_tollgate_does_not_use_it() {
+    let b = each_backend().await.remove(0);
+    let up = TestUpstream::start().await;
+    let config = protected(&b, &up).route_with("/open", &up.url(), "policy = \"public\"");
+    let gate = Gate::start(&config).await;
+    register(&gate, "alice").await;
+    let token = login(&gate, "alice").await;
+    let sent_upstream = |what: &str| -> Vec<String> {
+        let got = up.last();
+        let values = got.headers.get_all("authorization").iter();
+        let values: Vec<String> = values.map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert!(
+            values.len() <= 1 || what.contains("two"),
+            "{what}: {values:?}"
+        );
+        values
+    };
+
+    // A public route passes the client's credentials for the upstream on, once.
+    let resp = http()
+        .get(gate.url("/open/a"))
+        .header("authorization", "Basic YTpi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sent_upstream("public"), ["Basic YTpi"]);
+
+    // So does a route signed into by cookie; a bearer token tollgate used never goes on.
+    let resp = http()
+        .get(gate.url("/app/a"))
+        .header("authorization", "Basic YTpi")
+        .header("cookie", format!("__Host-tollgate-access={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "cookie session with Basic credentials");
+    assert_eq!(sent_upstream("cookie"), ["Basic YTpi"]);
+    let resp = get_bearer(&gate, "/app/a", &token).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sent_upstream("bearer"), Vec::<String>::new());
+
+    // Named in `Connection`, it is this hop's alone.
+    let resp = http()
+        .get(gate.url("/open/b"))
+        .header("authorization", "Basic YTpi")
+        .header("connection", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sent_upstream("named in Connection"), Vec::<String>::new());
+
+    // Two fields both go on from a public route; on a protected one the first decides and
+    // neither goes on.
+    let resp = http()
+        .get(gate.url("/open/c"))
+        .header("authorization", "Basic YTpi")
+        .header("authorization", "Basic Yzpk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sent_upstream("two, public"), ["Basic YTpi", "Basic Yzpk"]);
+    let resp = http()
+        .get(gate.url("/app/c"))
+        .bearer_auth(&token)
+        .header("authorization", "Basic Yzpk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sent_upstream("two, bearer first"), Vec::<String>::new());
+
+    // tollgate's own endpoints read it too.
+    let resp = get_bearer(&gate, "/auth/me", &token).await;
+    assert_eq!(resp.status(), 200);
+}
