@@ -16,21 +16,53 @@ pub const MAX_HEADERS: usize = 100;
 /// front so that adding them never grows the map.
 pub const ADDED_HEADERS: usize = 8;
 
-/// Where each parsed field that `keep` accepts lies: names checked now, values located in
-/// `buf` (the bytes httparse parsed) so they can later share the frozen head.
-pub fn locate_fields(
-    buf: &[u8],
-    fields: &[httparse::Header<'_>],
-    mut keep: impl FnMut(&httparse::Header<'_>) -> bool,
-) -> Result<Vec<(HeaderName, Range<usize>)>, http::header::InvalidHeaderName> {
-    let base = buf.as_ptr() as usize;
-    let mut located = Vec::with_capacity(fields.len());
-    for field in fields.iter().filter(|f| keep(f)) {
-        let name = header_name(field.name.as_bytes())?;
-        let start = field.value.as_ptr() as usize - base;
-        located.push((name, start..start + field.value.len()));
+/// Where the header fields of one message head lie: names checked, values located in the
+/// bytes httparse parsed, so that they can later share the frozen head. A connection keeps
+/// one from message to message, so its room is allocated once.
+#[derive(Debug, Default)]
+pub struct LocatedFields {
+    fields: Vec<(HeaderName, Range<usize>)>,
+}
+
+impl LocatedFields {
+    /// Locates each parsed field that `keep` accepts (forgetting what was located before);
+    /// `buf` is what httparse parsed.
+    pub fn locate(
+        &mut self,
+        buf: &[u8],
+        fields: &[httparse::Header<'_>],
+        mut keep: impl FnMut(&httparse::Header<'_>) -> bool,
+    ) -> Result<(), http::header::InvalidHeaderName> {
+        let base = buf.as_ptr() as usize;
+        self.fields.clear();
+        for field in fields.iter().filter(|f| keep(f)) {
+            let name = header_name(field.name.as_bytes())?;
+            let start = field.value.as_ptr() as usize - base;
+            self.fields.push((name, start..start + field.value.len()));
+        }
+        Ok(())
     }
-    Ok(located)
+
+    /// The located fields in `map` (emptied first; its allocation is reused), with values
+    /// that are slices of `head` (the parsed bytes, frozen); none stay located.
+    pub fn fill(
+        &mut self,
+        map: &mut HeaderMap,
+        head: &Bytes,
+    ) -> Result<(), http::header::InvalidHeaderValue> {
+        map.clear();
+        map.reserve(self.fields.len() + ADDED_HEADERS);
+        for (name, span) in self.fields.drain(..) {
+            map.append(name, HeaderValue::from_maybe_shared(head.slice(span))?);
+        }
+        Ok(())
+    }
+
+    /// The names located, in order.
+    #[cfg(test)]
+    fn names(&self) -> Vec<&str> {
+        self.fields.iter().map(|(name, _)| name.as_str()).collect()
+    }
 }
 
 /// Slots in the per-thread memo of header names.
@@ -67,21 +99,6 @@ pub(crate) fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::Invali
         memo[slot] = Some((raw.into(), name.clone()));
         Ok(name)
     })
-}
-
-/// The located fields in `map` (emptied first; its allocation is reused), with values
-/// that are slices of `head`.
-pub fn fill_header_map(
-    map: &mut HeaderMap,
-    head: &Bytes,
-    located: Vec<(HeaderName, Range<usize>)>,
-) -> Result<(), http::header::InvalidHeaderValue> {
-    map.clear();
-    map.reserve(located.len() + ADDED_HEADERS);
-    for (name, span) in located {
-        map.append(name, HeaderValue::from_maybe_shared(head.slice(span))?);
-    }
-    Ok(())
 }
 
 /// Whether the comma-separated list in `values` (every field line of one header, such as
@@ -128,10 +145,12 @@ mod tests {
         let mut slots = [httparse::EMPTY_HEADER; 8];
         let mut request = httparse::Request::new(&mut slots);
         assert!(request.parse(text).unwrap().is_complete());
-        let located = locate_fields(text, request.headers, |_| true).unwrap();
+        let mut located = LocatedFields::default();
+        located.locate(text, request.headers, |_| true).unwrap();
         let mut map = HeaderMap::new();
         map.insert("x-old", HeaderValue::from_static("gone"));
-        fill_header_map(&mut map, &Bytes::from_static(text), located).unwrap();
+        located.fill(&mut map, &Bytes::from_static(text)).unwrap();
+        assert!(located.names().is_empty(), "filling empties it");
         assert!(!map.contains_key("x-old"));
         assert_eq!(map["host"], "a.test");
         let twos: Vec<_> = map.get_all("x-two").iter().collect();
@@ -144,10 +163,14 @@ mod tests {
         let mut slots = [httparse::EMPTY_HEADER; 8];
         let mut response = httparse::Response::new(&mut slots);
         assert!(response.parse(text).unwrap().is_complete());
-        let located = locate_fields(text, response.headers, |f| f.name != "A").unwrap();
-        let names: Vec<_> = located.iter().map(|(name, _)| name.as_str()).collect();
-        assert_eq!(names, ["b"]);
-        assert_eq!(&text[located[0].1.clone()], b"2");
+        let mut located = LocatedFields::default();
+        // What an earlier message left is forgotten.
+        located.locate(text, response.headers, |_| true).unwrap();
+        located
+            .locate(text, response.headers, |f| f.name != "A")
+            .unwrap();
+        assert_eq!(located.names(), ["b"]);
+        assert_eq!(&text[located.fields[0].1.clone()], b"2");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::client::CONNECT_TIMEOUT;
 use super::headers;
 use super::passed::PassedFields;
 use crate::BoxError;
-use crate::http1::MAX_HEADERS;
+use crate::http1::{LocatedFields, MAX_HEADERS};
 
 /// The largest response head (status line and headers) accepted from an upstream.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -36,6 +36,8 @@ pub(crate) struct UpstreamConn {
     pub(crate) buf: BytesMut,
     /// The request head being written; its allocation is kept between requests.
     head: Vec<u8>,
+    /// Where the fields of the response head being read lie; kept likewise.
+    located: LocatedFields,
 }
 
 /// How the body of a response is delimited (RFC 9112 §6.3).
@@ -97,6 +99,7 @@ impl UpstreamConn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
+            located: LocatedFields::default(),
         })
     }
 
@@ -136,7 +139,7 @@ impl UpstreamConn {
         loop {
             // Nothing to parse before the first read (the buffer is empty between responses).
             if (received || !self.buf.is_empty())
-                && let Some(head) = self.parse_head(&request.method, &mut request.headers)?
+                && let Some(head) = self.parse_head(request)?
             {
                 return Ok(head);
             }
@@ -169,12 +172,9 @@ impl UpstreamConn {
     }
 
     /// A complete final response head at the front of `buf`, consumed; `None` when more
-    /// bytes are needed.
-    fn parse_head(
-        &mut self,
-        method: &Method,
-        spare: &mut HeaderMap,
-    ) -> Result<Option<Head>, ExchangeError> {
+    /// bytes are needed. The response takes over the request's header map and extensions
+    /// (emptied), keeping the room they have.
+    fn parse_head(&mut self, request: &mut request::Parts) -> Result<Option<Head>, ExchangeError> {
         loop {
             // Uninitialised: httparse writes only the slots it fills.
             let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -211,7 +211,7 @@ impl UpstreamConn {
                 let start = part.as_ptr() as usize - base;
                 start..start + part.len()
             };
-            let mut passed = Vec::new();
+            let mut passed = Vec::with_capacity(parsed.headers.len());
             let keep = |field: &httparse::Header<'_>| {
                 if !connection.only_persistence {
                     return true;
@@ -228,20 +228,25 @@ impl UpstreamConn {
                 passed.push((span(name), span(field.value)));
                 false
             };
-            let located = crate::http1::locate_fields(&self.buf, parsed.headers, keep)
+            self.located
+                .locate(&self.buf, parsed.headers, keep)
                 .map_err(|_| ExchangeError::Failed("bad upstream header name".into()))?;
             let head_bytes: Bytes = self.buf.split_to(len).freeze();
             let passed =
                 (!passed.is_empty()).then(|| PassedFields::new(head_bytes.clone(), passed));
-            let mut headers = std::mem::take(spare);
-            crate::http1::fill_header_map(&mut headers, &head_bytes, located)
+            let mut headers = std::mem::take(&mut request.headers);
+            self.located
+                .fill(&mut headers, &head_bytes)
                 .map_err(|_| ExchangeError::Failed("bad upstream header value".into()))?;
-            let (framing, reusable) = framing(method, status, http10, connection, &mut headers)
-                .map_err(|e| ExchangeError::Failed(e.into()))?;
+            let (framing, reusable) =
+                framing(&request.method, status, http10, connection, &mut headers)
+                    .map_err(|e| ExchangeError::Failed(e.into()))?;
             let mut parts = http::Response::new(()).into_parts().0;
             parts.status = status;
             parts.headers = headers;
             if let Some(passed) = passed {
+                parts.extensions = std::mem::take(&mut request.extensions);
+                parts.extensions.clear();
                 parts.extensions.insert(passed);
             }
             return Ok(Some(Head {

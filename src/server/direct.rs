@@ -27,7 +27,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use super::sniff::Sniffed;
 use crate::deadline::Deadline;
 use crate::gateway::handle::{ConnInfo, Gateway};
-use crate::http1::MAX_HEADERS;
+use crate::http1::{LocatedFields, MAX_HEADERS};
 use crate::proxy::link::UpstreamLink;
 use crate::proxy::passed::PassedFields;
 use crate::{Body, BoxError, http1};
@@ -68,6 +68,16 @@ struct Incoming {
     authorization: Option<Bytes>,
 }
 
+/// The last response's header map and extensions, emptied, and reused for the next
+/// request: they keep the room they grew (the upstream client puts the response into the
+/// request's, see `upstream_conn.rs`).
+#[derive(Default)]
+struct Spare {
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    located: LocatedFields,
+}
+
 /// What reading the next request head came to.
 // Moved once per request; boxing the request would cost an allocation each time instead.
 #[allow(clippy::large_enum_variant)]
@@ -96,8 +106,7 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(READ_CHUNK);
-    // The last response's header map, emptied and reused for the next request's headers.
-    let mut spare = HeaderMap::new();
+    let mut spare = Spare::default();
     let mut head_deadline = Deadline::new();
     // Waited on beside every head read; kept, so it is not set up anew each time.
     let mut stopping = std::pin::pin!(stop.cancelled());
@@ -128,9 +137,11 @@ where
         let close = asked_close || stop.is_cancelled();
         let (parts, body) = response.into_parts();
         let written = write_response(&mut io, &mut out, &parts, body, head_request, close).await;
-        spare = parts.headers;
         // Values hold on to the buffers they were read into; let those go now.
-        spare.clear();
+        spare.headers = parts.headers;
+        spare.extensions = parts.extensions;
+        spare.headers.clear();
+        spare.extensions.clear();
         if out.capacity() > KEPT_WRITE_BUFFER {
             // An idle connection should not hold on to what a large response needed.
             out = Vec::with_capacity(READ_CHUNK);
@@ -159,7 +170,7 @@ struct Reading<'a, 's> {
 async fn next_head<IO>(
     io: &mut Sniffed<IO>,
     buf: &mut BytesMut,
-    spare: &mut HeaderMap,
+    spare: &mut Spare,
     Reading {
         limits,
         deadline,
@@ -198,7 +209,7 @@ where
 }
 
 /// The request at the front of `buf`, consumed, if the direct path serves it.
-fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
+fn parse_head(buf: &mut BytesMut, spare: &mut Spare) -> Next {
     // Uninitialised: httparse writes only the slots it fills.
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
@@ -255,12 +266,12 @@ fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
         }
         true
     };
-    let Ok(located) = http1::locate_fields(buf, parsed.headers, keep) else {
+    if spare.located.locate(buf, parsed.headers, keep).is_err() {
         return Next::HandOver;
-    };
+    }
     let head = buf.split_to(len).freeze();
-    let mut headers = std::mem::take(spare);
-    let filled = http1::fill_header_map(&mut headers, &head, located);
+    let mut headers = std::mem::take(&mut spare.headers);
+    let filled = spare.located.fill(&mut headers, &head);
     let built = Uri::from_maybe_shared(head.slice(path_span)).ok();
     let (Some(uri), Ok(())) = (built, filled) else {
         // Put the head back for hyper to read again.
@@ -273,6 +284,8 @@ fn parse_head(buf: &mut BytesMut, spare: &mut HeaderMap) -> Next {
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
+    // Empty; the upstream client reuses it for the response's extensions.
+    *request.extensions_mut() = std::mem::take(&mut spare.extensions);
     Next::Request(Incoming {
         request,
         close,
