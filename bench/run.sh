@@ -12,7 +12,9 @@
 # BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S, BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
 # BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
 # (default "a b c d e"; the curl checks always cover all five).
-# BENCH_TOLLGATE_BIN (measure this binary instead of building).
+# BENCH_TOLLGATE_BIN (measure this binary instead of building), BENCH_PGO (1: build with
+# profile-guided optimisation through bench/pgo.sh, the default of the full run; 0: a plain
+# `cargo build --release`, the default of --smoke).
 #
 # Results: tables on stdout, JSON in target/bench/latest.json, wrk logs in target/bench/logs.
 # Everything listens on 127.0.0.1 only; every load loop is bounded in time.
@@ -95,8 +97,15 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # ---------------------------------------------------------------------------------------
 # 2. Build once (reuses target/).
 # ---------------------------------------------------------------------------------------
+PGO=${BENCH_PGO:-$((1 - SMOKE))}
+BUILD=release
 if [[ -n ${BENCH_TOLLGATE_BIN:-} ]]; then
   TG=$BENCH_TOLLGATE_BIN # a binary built elsewhere, e.g. an older commit to compare with
+  BUILD="given: $TG"
+elif ((PGO)); then
+  log "building tollgate (release, profile-guided: bench/pgo.sh)"
+  TG=$("$BENCH/pgo.sh")
+  BUILD="release, profile-guided (bench/pgo.sh)"
 else
   log "building tollgate (release)"
   (cd "$ROOT" && cargo build --release --bin tollgate)
@@ -232,6 +241,7 @@ python3 "$LIB" meta "$OUT/meta.json" \
   "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
   "rustc=$(rustc --version)" \
   "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+dirty')" \
+  "tollgate_build=$BUILD" \
   "pinning=proxy under test on CPU $PROXY_CPU; wrk, upstream nginx and auth nginx on CPU $LOAD_CPU" \
   "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -229,6 +229,7 @@ def summarize(d):
     p(f"Medians of {meta.get('reps', '?')} runs of {meta.get('duration_s', '?')} s each "
       f"(after a {meta.get('warmup_s', '?')} s warm-up), HTTP/1.1 keep-alive, wrk -t1.")
     p("Pinning: " + meta.get("pinning", "?") + ".")
+    p("tollgate build: " + meta.get("tollgate_build", "?") + ".")
     p("cpu/req and RSS are of the proxy under test (for a: of the upstream nginx itself).")
     p("other / steal %: the most, over the repetitions, of the machine's CPU used by anything "
       "but our servers and wrk (includes unattributed kernel work, so ~2-5% is the floor), "
