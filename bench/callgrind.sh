@@ -31,33 +31,12 @@ else
 fi
 
 WORK=$(mktemp -d /tmp/tollgate-callgrind.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=lib/upstream.sh
+source "$BENCH/lib/upstream.sh"
 mapfile -t PORTS < <(python3 "$BENCH/lib/benchlib.py" ports 3)
 read -r P_UP P_GW P_ADMIN <<<"${PORTS[*]}"
 
-mkdir -p "$WORK/tmp"
-cat >"$WORK/upstream.conf" <<EOF
-worker_processes 1;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $WORK/tmp/body; proxy_temp_path $WORK/tmp/proxy;
-    fastcgi_temp_path $WORK/tmp/fastcgi; uwsgi_temp_path $WORK/tmp/uwsgi; scgi_temp_path $WORK/tmp/scgi;
-    server { listen 127.0.0.1:$P_UP; location / { default_type text/plain; return 200 "ok\\n"; } }
-}
-EOF
-"$NGINX" -p "$WORK" -c "$WORK/upstream.conf" -g 'daemon off;' 2>/dev/null &
-PIDS+=($!)
+upstream_start "$P_UP"
 
 # shellcheck source=lib/tollgate_conf.sh
 source "$BENCH/lib/tollgate_conf.sh"
