@@ -16,6 +16,13 @@ pub const MAX_HEADERS: usize = 100;
 /// front so that adding them never grows the map.
 pub const ADDED_HEADERS: usize = 8;
 
+/// Where `part`, a slice of the buffer that starts at address `base`, lies in that buffer
+/// (httparse hands out slices; the frozen head is sliced by these ranges).
+pub(crate) fn span_at(base: usize, part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base;
+    start..start + part.len()
+}
+
 /// Where the header fields of one message head lie: names checked, values located in the
 /// bytes httparse parsed, so that they can later share the frozen head. A connection keeps
 /// one from message to message, so its room is allocated once.
@@ -37,8 +44,7 @@ impl LocatedFields {
         self.fields.clear();
         for field in fields.iter().filter(|f| keep(f)) {
             let name = header_name(field.name.as_bytes())?;
-            let start = field.value.as_ptr() as usize - base;
-            self.fields.push((name, start..start + field.value.len()));
+            self.fields.push((name, span_at(base, field.value)));
         }
         Ok(())
     }

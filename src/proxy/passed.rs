@@ -78,10 +78,7 @@ mod tests {
     use super::*;
 
     fn passed(head: &'static [u8], fields: &[(&str, &str)]) -> PassedFields {
-        let at = |part: &str| {
-            let start = part.as_ptr() as usize - head.as_ptr() as usize;
-            start..start + part.len()
-        };
+        let at = |part: &str| crate::http1::span_at(head.as_ptr() as usize, part.as_bytes());
         let text = std::str::from_utf8(head).unwrap();
         let spans = fields
             .iter()

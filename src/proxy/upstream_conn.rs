@@ -207,10 +207,7 @@ impl UpstreamConn {
             // So, then, are the fields no response rule looks at: they are passed to the
             // client as they came (`passed.rs`).
             let base = self.buf.as_ptr() as usize;
-            let span = |part: &[u8]| {
-                let start = part.as_ptr() as usize - base;
-                start..start + part.len()
-            };
+            let span = |part: &[u8]| crate::http1::span_at(base, part);
             let mut passed = Vec::with_capacity(parsed.headers.len());
             let keep = |field: &httparse::Header<'_>| {
                 if !connection.only_persistence {

@@ -248,10 +248,7 @@ fn parse_head(buf: &mut BytesMut, spare: &mut Spare) -> Next {
         return Next::HandOver;
     };
     let base = buf.as_ptr() as usize;
-    let span = |part: &[u8]| {
-        let start = part.as_ptr() as usize - base;
-        start..start + part.len()
-    };
+    let span = |part: &[u8]| http1::span_at(base, part);
     let path_span = span(path.as_bytes());
     // A lone `Authorization` goes beside the map: it is read once, to authenticate, and is
     // then usually dropped, so building (and checking) a header value of it would be
