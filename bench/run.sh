@@ -100,12 +100,15 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 PGO=${BENCH_PGO:-$((1 - SMOKE))}
 BUILD=release
 if [[ -n ${BENCH_TOLLGATE_BIN:-} ]]; then
-  TG=$BENCH_TOLLGATE_BIN # a binary built elsewhere, e.g. an older commit to compare with
+  # A binary built elsewhere, e.g. an older commit to compare with; tollgate runs in its
+  # own work directory, so the path is made absolute.
+  TG=$(realpath "$BENCH_TOLLGATE_BIN")
   BUILD="given: $TG"
 elif ((PGO)); then
   log "building tollgate (release, profile-guided: bench/pgo.sh)"
   TG=$("$BENCH/pgo.sh")
   BUILD="release, profile-guided (bench/pgo.sh)"
+  [[ $TG == *-bolt ]] && BUILD="release, profile-guided, BOLT layout (bench/pgo.sh)"
 else
   log "building tollgate (release)"
   (cd "$ROOT" && cargo build --release --bin tollgate)
