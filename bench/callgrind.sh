@@ -30,16 +30,11 @@ else
   TG=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
 fi
 
-WORK=$(mktemp -d /tmp/tollgate-callgrind.XXXXXX)
 # shellcheck source=lib/upstream.sh
 source "$BENCH/lib/upstream.sh"
-mapfile -t PORTS < <(python3 "$BENCH/lib/benchlib.py" ports 3)
-read -r P_UP P_GW P_ADMIN <<<"${PORTS[*]}"
-
-upstream_start "$P_UP"
-
 # shellcheck source=lib/tollgate_conf.sh
 source "$BENCH/lib/tollgate_conf.sh"
+upstream_setup callgrind
 tollgate_conf "$WORK" "$P_GW" "$P_ADMIN" '[login]
 [login.argon2]
 memory_kib = 1024

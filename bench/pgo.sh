@@ -56,14 +56,11 @@ for tool in "$NGINX" wrk python3 curl; do
   command -v "$tool" >/dev/null || { log "$tool is missing (bench/run.sh installs nginx and wrk)"; exit 1; }
 done
 
-WORK=$(mktemp -d /tmp/tollgate-pgo.XXXXXX)
 # shellcheck source=lib/upstream.sh
 source "$BENCH/lib/upstream.sh"
-mapfile -t PORTS < <(python3 "$BENCH/lib/benchlib.py" ports 3)
-read -r P_UP P_GW P_ADMIN <<<"${PORTS[*]}"
-upstream_start "$P_UP"
 # shellcheck source=lib/tollgate_conf.sh
 source "$BENCH/lib/tollgate_conf.sh"
+upstream_setup pgo
 
 # train BINARY: the training load through BINARY, which writes its profile when it exits.
 train() {

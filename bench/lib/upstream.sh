@@ -1,12 +1,13 @@
 # Sourced by bench/callgrind.sh and bench/pgo.sh: their nginx upstream, and the bookkeeping
-# that stops every server they start. Needs $WORK (a temp dir, removed on exit) and $NGINX.
+# that stops every server they start. Needs $NGINX and $BENCH; `upstream_setup` makes $WORK
+# (a temp dir, removed on exit).
 
 PIDS=()
 stop_all() {
   local pid
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [[ -z ${WORK:-} ]] || rm -rf "$WORK"
 }
 trap stop_all EXIT
 
@@ -30,4 +31,13 @@ http {
 EOF
   "$NGINX" -p "$WORK" -c "$WORK/upstream.conf" -g 'daemon off;' 2>/dev/null &
   PIDS+=($!)
+}
+
+# upstream_setup NAME: a temp dir for this run ($WORK, /tmp/tollgate-NAME.*), three free
+# ports (P_UP, P_GW, P_ADMIN), and the upstream listening on P_UP.
+upstream_setup() {
+  WORK=$(mktemp -d "/tmp/tollgate-$1.XXXXXX")
+  mapfile -t PORTS < <(python3 "$BENCH/lib/benchlib.py" ports 3)
+  read -r P_UP P_GW P_ADMIN <<<"${PORTS[*]}"
+  upstream_start "$P_UP"
 }
