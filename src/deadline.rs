@@ -7,10 +7,13 @@
 //! last (the same limit, measured from a later moment), moving it is one atomic update,
 //! and the wheel sees it again only when the earlier deadline it was filed under passes.
 
+use std::borrow::BorrowMut;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 /// A timer kept between waits; it is armed only by [`within`](Self::within).
@@ -25,21 +28,24 @@ impl Deadline {
         Deadline { timer: None }
     }
 
-    /// `work`'s output if it finishes within `limit` from now, else `None` (and `work` is
-    /// dropped unfinished).
-    pub async fn within<F: Future>(&mut self, limit: Duration, work: F) -> Option<F::Output> {
+    /// A future giving `work`'s output if it finishes within `limit` from now, else `None`
+    /// (and `work` is dropped unfinished).
+    pub fn within<F: Future>(&mut self, limit: Duration, work: F) -> Within<&mut Deadline, F> {
+        Within::new(self, limit, work)
+    }
+
+    /// Whether a timer has been made (by a wait) and is held here.
+    #[cfg(test)]
+    pub fn is_armed(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// Moves the timer to `limit` from now, making it on first use.
+    fn arm(&mut self, limit: Duration) {
         let due = Instant::now() + limit;
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                timer.as_mut().reset(due);
-                timer
-            }
-            none => none.insert(Box::pin(tokio::time::sleep_until(due))),
-        };
-        tokio::select! {
-            biased;
-            done = work => Some(done),
-            () = timer.as_mut() => None,
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(due),
+            none => *none = Some(Box::pin(tokio::time::sleep_until(due))),
         }
     }
 }
@@ -47,6 +53,46 @@ impl Deadline {
 impl Default for Deadline {
     fn default() -> Self {
         Deadline::new()
+    }
+}
+
+pin_project! {
+    /// `work` raced against a [`Deadline`] held as `D` (borrowed, or lent by an owner that
+    /// takes it back when the wait is dropped).
+    ///
+    /// A plain struct rather than an `async fn`: an `async fn` keeps its `work` argument
+    /// and the pinned copy it awaits side by side, so its future, and every future that
+    /// awaits it, would carry `work` twice and be copied at that size on every request.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Within<D, F> {
+        deadline: D,
+        #[pin]
+        work: F,
+    }
+}
+
+impl<D: BorrowMut<Deadline>, F: Future> Within<D, F> {
+    /// Arms `deadline` for `limit` from now and races `work` against it.
+    pub fn new(mut deadline: D, limit: Duration, work: F) -> Within<D, F> {
+        deadline.borrow_mut().arm(limit);
+        Within { deadline, work }
+    }
+}
+
+impl<D: BorrowMut<Deadline>, F: Future> Future for Within<D, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // Work first: a reply that is ready when the time is up still counts.
+        if let Poll::Ready(done) = this.work.poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        match &mut this.deadline.borrow_mut().timer {
+            Some(timer) => timer.as_mut().poll(cx).map(|()| None),
+            // Armed in `new`; never reached.
+            None => Poll::Ready(None),
+        }
     }
 }
 

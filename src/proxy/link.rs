@@ -12,6 +12,7 @@
 //! Requests with a body, HTTP/2 clients and protocol upgrades use the shared pool
 //! (`client.rs`), whose client streams request bodies while reading the response.
 
+use std::borrow::{Borrow, BorrowMut};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
@@ -25,7 +26,7 @@ use hyper::body::Body as _;
 use super::added::AddedFields;
 use super::upstream_body::UpstreamBody;
 use super::upstream_conn::{ExchangeError, UpstreamConn};
-use crate::deadline::Deadline;
+use crate::deadline::{Deadline, Within};
 use crate::gateway::route::Upstream;
 use crate::{Body, BoxError};
 
@@ -119,15 +120,24 @@ impl UpstreamLink {
         }
     }
 
-    /// `work`'s output if it finishes within `limit`, timed by the link's kept timer
-    /// (see [`Deadline`]), else `None`.
-    pub(crate) async fn within<F: Future>(&self, limit: Duration, work: F) -> Option<F::Output> {
-        // Taken out for the wait rather than locked across it; a wait that is dropped
-        // unfinished leaves a new timer to be made next time.
-        let mut deadline = std::mem::take(&mut *lock(&self.deadline));
-        let done = deadline.within(limit, work).await;
-        *lock(&self.deadline) = deadline;
-        done
+    /// A future giving `work`'s output if it finishes within `limit`, timed by the link's
+    /// kept timer (see [`Deadline`]), else `None`.
+    pub(crate) fn within<F: Future>(
+        &self,
+        limit: Duration,
+        work: F,
+    ) -> Within<LentDeadline<'_>, F> {
+        // Taken out for the wait rather than locked across it, and put back when the wait
+        // ends or is dropped.
+        let deadline = std::mem::take(&mut *lock(&self.deadline));
+        Within::new(
+            LentDeadline {
+                home: &self.deadline,
+                deadline,
+            },
+            limit,
+            work,
+        )
     }
 
     /// The most recently used idle connection to `authority` that is still open.
@@ -145,7 +155,63 @@ impl UpstreamLink {
     }
 }
 
+/// A link's timer, out of its lock for one wait; dropping it puts it back.
+pub(crate) struct LentDeadline<'a> {
+    home: &'a Mutex<Deadline>,
+    deadline: Deadline,
+}
+
+impl Borrow<Deadline> for LentDeadline<'_> {
+    fn borrow(&self) -> &Deadline {
+        &self.deadline
+    }
+}
+
+impl BorrowMut<Deadline> for LentDeadline<'_> {
+    fn borrow_mut(&mut self) -> &mut Deadline {
+        &mut self.deadline
+    }
+}
+
+impl Drop for LentDeadline<'_> {
+    fn drop(&mut self) {
+        *lock(self.home) = std::mem::take(&mut self.deadline);
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding either lock; what they guard stays consistent.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_timer(link: &UpstreamLink) -> bool {
+        lock(&link.deadline).is_armed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_route_timer_goes_back_to_the_link_however_a_wait_ends() {
+        let link = UpstreamLink::default();
+        let limit = Duration::from_secs(30);
+        assert!(!has_timer(&link));
+        // Answered in time.
+        assert_eq!(link.within(limit, async { 1 }).await, Some(1));
+        assert!(has_timer(&link));
+        // Timed out: the fired timer is kept and serves the next wait.
+        let slow = tokio::time::sleep(Duration::from_secs(31));
+        assert_eq!(link.within(limit, slow).await, None);
+        assert!(has_timer(&link));
+        assert_eq!(link.within(limit, async { 2 }).await, Some(2));
+        // Dropped unfinished (the client went away): the timer is back all the same, and
+        // the next wait gets the whole limit again.
+        let waiting = link.within(limit, std::future::pending::<()>());
+        assert!(!has_timer(&link), "lent out while the wait exists");
+        drop(waiting);
+        assert!(has_timer(&link));
+        let slow = tokio::time::sleep(Duration::from_secs(29));
+        assert_eq!(link.within(limit, slow).await, Some(()));
+    }
 }
