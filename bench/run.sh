@@ -9,7 +9,7 @@
 #
 # Knobs for trying things out (the defaults are what BENCHMARKS.md reports): BENCH_REPS,
 # BENCH_DURATION, BENCH_WARMUP, BENCH_CONNS ("1 16 64"), BENCH_USERS, BENCH_SAMECORE_DURATION,
-# BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S, BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
+# BENCH_LOGIN_SPREAD_S, BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S, BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
 # BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
 # (default "a b c d e"; the curl checks always cover all five).
 # BENCH_TOLLGATE_BIN (measure this binary instead of building), BENCH_PGO (1: build with
@@ -34,11 +34,15 @@ case "${1:-}" in
 esac
 
 if ((SMOKE)); then
-  REPS=1 CONNS=(1) DURATION=2 WARMUP=1 N_USERS=20 SAMECORE_DURATION=2
+  REPS=1 CONNS=(1) DURATION=2 WARMUP=1 N_USERS=20 SAMECORE_DURATION=2 SPREAD_S=0
 else
   # 5 contenders x 3 connection counts x (5 + 1 + 1 s warm-up + 3 x 10 s) = ~9.5 min of load.
   REPS=${BENCH_REPS:-3} DURATION=${BENCH_DURATION:-10} WARMUP=${BENCH_WARMUP:-5}
   N_USERS=${BENCH_USERS:-1000} SAMECORE_DURATION=${BENCH_SAMECORE_DURATION:-5}
+  # The logins of the N users are spread over the reissue interval (60 s, the default), so
+  # that, as with real users, their sessions' re-signing is spread over every minute
+  # instead of all falling due in the same second.
+  SPREAD_S=${BENCH_LOGIN_SPREAD_S:-60}
   read -r -a CONNS <<<"${BENCH_CONNS:-1 16 64}"
 fi
 SESSIONS_BUDGET_S=${BENCH_SESSIONS_BUDGET_S:-600} # the 1M-session fill must fit in this
@@ -48,15 +52,16 @@ QUIET_WAIT_S=${BENCH_QUIET_WAIT_S:-600} # full run: wait at most this long for a
 LOGIN_SECONDS=20
 CLK_TCK=$(getconf CLK_TCK)
 
-# CPUs: the first two this script may run on (normally 0 and 1). LOAD_CPU takes wrk and
-# the upstreams, PROXY_CPU the proxy under test. With a single CPU (a small CI machine)
-# both are that CPU: the smoke run still checks everything end to end.
-read -r LOAD_CPU PROXY_CPU < <(python3 -c '
+# CPUs: the first two this script may run on (normally 0 and 1). LOAD_CPU takes the load
+# generator (wrk) alone; SERVER_CPU the server side of every contender: the proxy under
+# test, the upstream, and c's auth server. With a single CPU (a small CI machine) both are
+# that CPU: the smoke run still checks everything end to end.
+read -r LOAD_CPU SERVER_CPU < <(python3 -c '
 import os
 cpus = sorted(os.sched_getaffinity(0))
 print(cpus[0], cpus[1] if len(cpus) > 1 else cpus[0])')
-BOTH_CPUS=$LOAD_CPU,$PROXY_CPU
-if ((LOAD_CPU == PROXY_CPU)); then
+BOTH_CPUS=$LOAD_CPU,$SERVER_CPU
+if ((LOAD_CPU == SERVER_CPU)); then
   echo "bench: only one CPU available: everything shares CPU $LOAD_CPU" >&2
   BOTH_CPUS=$LOAD_CPU
 fi
@@ -236,7 +241,7 @@ export WRK_STRICT
 python3 "$LIB" meta "$OUT/meta.json" \
   "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   "smoke=$SMOKE" "reps=$REPS" "duration_s=$DURATION" "warmup_s=$WARMUP" \
-  "conns=${CONNS[*]}" "n_users=$N_USERS" \
+  "conns=${CONNS[*]}" "n_users=$N_USERS" "login_spread_s=$SPREAD_S" \
   "nproc=$(nproc)" \
   "cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
   "kernel=$(uname -r)" \
@@ -245,13 +250,14 @@ python3 "$LIB" meta "$OUT/meta.json" \
   "rustc=$(rustc --version)" \
   "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+dirty')" \
   "tollgate_build=$BUILD" \
-  "pinning=proxy under test on CPU $PROXY_CPU; wrk, upstream nginx and auth nginx on CPU $LOAD_CPU" \
+  "pinning=proxy under test, upstream nginx and auth nginx on CPU $SERVER_CPU; wrk alone on CPU $LOAD_CPU" \
   "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------
-# 3. Servers. Upstream and the auth_request endpoint on LOAD_CPU (0, with wrk); every proxy
-#    under test on PROXY_CPU (1), one worker each (tollgate runs one serving thread per
-#    CPU in its set: 1).
+# 3. Servers, all on SERVER_CPU (1): the upstream, the auth_request endpoint, and every
+#    proxy under test, one worker each (tollgate runs one serving thread per CPU in its
+#    set: 1). wrk has LOAD_CPU (0) to itself, so the client is never what limits a run, and
+#    each contender's whole server side (for c, its auth server too) shares one CPU.
 # ---------------------------------------------------------------------------------------
 log "starting servers in $WORK (upstream :$P_UP, auth :$P_AUTH, nginx :$P_B / :$P_C, tollgate :$P_GW)"
 
@@ -260,7 +266,7 @@ nginx_conf upstream "
         listen 127.0.0.1:$P_UP;
         location / { default_type text/plain; return 200 \"ok\\n\"; }
     }"
-start_nginx upstream "$LOAD_CPU" "http://127.0.0.1:$P_UP/"
+start_nginx upstream "$SERVER_CPU" "http://127.0.0.1:$P_UP/"
 UP_PIDS=$NGINX_PIDS
 
 nginx_conf auth "
@@ -268,7 +274,7 @@ nginx_conf auth "
         listen 127.0.0.1:$P_AUTH;
         location = /auth { return 204; }
     }"
-start_nginx auth "$LOAD_CPU" "http://127.0.0.1:$P_AUTH/auth"
+start_nginx auth "$SERVER_CPU" "http://127.0.0.1:$P_AUTH/auth"
 AUTH_PIDS=$NGINX_PIDS
 
 # b: plain reverse proxy with a keep-alive pool to the upstream.
@@ -282,7 +288,7 @@ nginx_conf proxy "
             proxy_set_header Connection \"\";
         }
     }"
-start_nginx proxy "$PROXY_CPU" "http://127.0.0.1:$P_B/"
+start_nginx proxy "$SERVER_CPU" "http://127.0.0.1:$P_B/"
 B_PIDS=$NGINX_PIDS
 
 # c: the same plus auth_request: a keep-alive subrequest to /auth (204) before every request.
@@ -306,7 +312,7 @@ nginx_conf authreq "
             proxy_set_header Content-Length \"\";
         }
     }"
-start_nginx authreq "$PROXY_CPU" "http://127.0.0.1:$P_C/"
+start_nginx authreq "$SERVER_CPU" "http://127.0.0.1:$P_C/"
 C_PIDS=$NGINX_PIDS
 
 # d, e: tollgate. Cheap argon2 here: registering and logging in the N users is set-up,
@@ -316,12 +322,12 @@ tollgate_conf "$GW" "$P_GW" "$P_GW_ADMIN" '[login]
 [login.argon2]
 memory_kib = 1024
 iterations = 1'
-start_tollgate "$GW" "$PROXY_CPU"
+start_tollgate "$GW" "$SERVER_CPU"
 GW_PID=$TG_PID
 
-log "registering and logging in $N_USERS users (one session each)"
+log "registering and logging in $N_USERS users (one session each, logins over ${SPREAD_S} s)"
 TOKENS=$WORK/tokens.txt
-python3 "$BENCH/lib/users.py" "http://127.0.0.1:$P_GW" "$N_USERS" "$TOKENS"
+LOGIN_SPREAD_S=$SPREAD_S python3 "$BENCH/lib/users.py" "http://127.0.0.1:$P_GW" "$N_USERS" "$TOKENS"
 TOKEN1=$(head -1 "$TOKENS")
 
 # ---------------------------------------------------------------------------------------
@@ -405,7 +411,7 @@ if part matrix; then
   fi
 
   log "measuring: ${CONNS[*]} connections, ${WARMUP} s warm-up, $REPS x ${DURATION} s each," \
-    "wrk -t1 on CPU $LOAD_CPU, proxy under test on CPU $PROXY_CPU"
+    "wrk -t1 on CPU $LOAD_CPU, proxy under test, upstream and auth server on CPU $SERVER_CPU"
   # Repetitions are interleaved (a b c d e, a b c d e, ...) so a slow spell of the shared host
   # lands on every contender alike rather than on all three runs of one. Each run gets its
   # own warm-up: WARMUP seconds before a contender's first run at a connection count, 1 s
@@ -425,17 +431,16 @@ if part matrix; then
   # ---------------------------------------------------------------------------------------
   # Supplement: 1 connection with every process on CPU 0. On this machine (a KVM guest whose
   # idle vCPUs halt) each hand-over between CPU 0 and CPU 1 pays for waking the other vCPU,
-  # and at 1 connection a proxied request makes four of them; that cost, not the proxy's
-  # work, dominates the pinned 1-connection latency. With everything on one CPU a request is
-  # a chain of context switches on one core, which shows what the proxy itself adds.
-  # The proxies are moved (all threads) onto CPU 0; nothing after this uses them.
+  # and at 1 connection every request makes two of them (wrk -> server side -> wrk); on some
+  # hosts that cost dominates the pinned 1-connection latency. With everything on one CPU a
+  # request is a chain of context switches on one core, which shows what the proxy itself
+  # adds. The servers are moved (all threads) onto CPU 0; the login part below keeps the
+  # upstream there.
   # ---------------------------------------------------------------------------------------
   ((SAMECORE_DURATION > 0)) || CONTENDERS=() # BENCH_SAMECORE_DURATION=0: no supplement
   log "supplement: 1 connection, every process on CPU $LOAD_CPU, $REPS x ${SAMECORE_DURATION} s"
-  for c in b c d; do
-    # shellcheck disable=SC2086
-    for pid in ${PROXY_PIDS[$c]}; do taskset -a -p -c "$LOAD_CPU" "$pid" >/dev/null; done
-  done
+  # shellcheck disable=SC2086
+  for pid in $ALL_PIDS; do taskset -a -p -c "$LOAD_CPU" "$pid" >/dev/null; done
   for rep in $(seq "$REPS"); do
     for c in "${CONTENDERS[@]}"; do
       run_wrk "$OUT/logs/samecore-$c-r$rep-warmup.log" "$LOAD_CPU" -t1 -c1 -d1s \
@@ -451,10 +456,12 @@ if part login; then
   # -------------------------------------------------------------------------------------
   # 6. Logins at the default argon2 cost, and proxied p99 while logins keep every hashing
   #    slot busy. This tollgate runs on both CPUs (so max_concurrent_hashes defaults to 2);
-  #    the wrk clients stay on CPU 0 with the upstream.
+  #    the wrk clients and the upstream run on CPU 0.
   # -------------------------------------------------------------------------------------
   log "login figures: tollgate on CPUs $BOTH_CPUS with default argon2 (m=19456, t=2, p=1)"
   wait_quiet 120
+  # shellcheck disable=SC2086
+  for pid in $UP_PIDS; do taskset -a -p -c "$LOAD_CPU" "$pid" >/dev/null; done
   LG=$WORK/login
   tollgate_conf "$LG" "$P_LOGIN" "$P_LOGIN_ADMIN" ''
   start_tollgate "$LG" "$BOTH_CPUS"

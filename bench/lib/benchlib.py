@@ -153,6 +153,8 @@ def record(path, pairs):
         line += f" (+{rec['aux_cpu_us_per_req']:.1f} auth server)"
     if "rss_kib" in rec:
         line += f"  rss {rec['rss_kib'] / 1024:6.1f} MiB"
+    if rec.get("wrk_cpu_s") and secs:
+        line += f"  wrk {rec['wrk_cpu_s'] / secs * 100:3.0f}%"
     if "foreign_cpu_pct" in rec:
         line += f"  other {rec['foreign_cpu_pct']:4.1f}%"
     if "tokens_signed" in rec:
@@ -219,6 +221,9 @@ def summarize(d):
                 "errors": sum(r["errors"] for r in rs),
                 "other_cpu_pct_max": max((r.get("foreign_cpu_pct", 0) for r in rs), default=0),
                 "steal_pct_max": max((r.get("steal_pct", 0) for r in rs), default=0),
+                # How busy the client was: its CPU time over the run's length (one thread).
+                "wrk_cpu_pct": med([r["wrk_cpu_s"] / (r["duration_us"] / 1e6) * 100
+                                    for r in rs if r.get("wrk_cpu_s") and r.get("duration_us")]),
                 "tokens_signed": [r["tokens_signed"] for r in rs if "tokens_signed" in r],
             }
 
@@ -231,12 +236,15 @@ def summarize(d):
     p("Pinning: " + meta.get("pinning", "?") + ".")
     p("tollgate build: " + meta.get("tollgate_build", "?") + ".")
     p("cpu/req and RSS are of the proxy under test (for a: of the upstream nginx itself).")
+    p("wrk CPU %: the load generator's CPU time over the run's length (median); well under 100 "
+      "means the client was not what limited the run.")
     p("other / steal %: the most, over the repetitions, of the machine's CPU used by anything "
       "but our servers and wrk (includes unattributed kernel work, so ~2-5% is the floor), "
       "and of CPU time stolen by the hypervisor.")
     p("")
-    p("| contender | conns | req/s | p50 µs | p99 µs | CPU µs/req | RSS MiB | errors | other / steal % |")
-    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    p("| contender | conns | req/s | p50 µs | p99 µs | CPU µs/req | RSS MiB | errors | wrk CPU % "
+      "| other / steal % |")
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in conns:
         for c, label in CONTENDERS.items():
             m = medians.get(f"{c}/{n}")
@@ -245,9 +253,10 @@ def summarize(d):
             cpu = f"{m['cpu_us_per_req']:.1f}" if m["cpu_us_per_req"] is not None else "-"
             if m["aux_cpu_us_per_req"] is not None:
                 cpu += f" (+{m['aux_cpu_us_per_req']:.1f} auth)"
+            wrk_pct = f"{m['wrk_cpu_pct']:.0f}" if m["wrk_cpu_pct"] is not None else "-"
             p(f"| {c}. {label} | {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
               f"| {cpu} | {m['rss_mib']:.1f} | {m['errors']} "
-              f"| {m['other_cpu_pct_max']:.1f} / {m['steal_pct_max']:.1f} |")
+              f"| {wrk_pct} | {m['other_cpu_pct_max']:.1f} / {m['steal_pct_max']:.1f} |")
 
     signed = [(n, medians[f"e/{n}"]["tokens_signed"]) for n in conns
               if medians.get(f"e/{n}", {}).get("tokens_signed")]
@@ -379,7 +388,7 @@ def summarize(d):
         target(f"e ≥ {k}×{o} at 1 connection (supplement: all on CPU 0)",
                {"1": same["e"]["rps"] / same[o]["rps"]} if "e" in same and o in same else {},
                k, lambda v, l: v >= l)
-    target("p50 added over direct ≤ 150 µs at 1 connection (pinned: proxy on CPU 1, the rest on CPU 0)",
+    target("p50 added over direct ≤ 150 µs at 1 connection (pinned: wrk on CPU 0, the servers on CPU 1)",
            {"e−a µs": added["e_minus_a_p50_us"]} if added else {}, 150, lambda v, l: v <= l)
     target("p50 added over direct ≤ 150 µs at 1 connection (supplement: all on CPU 0)",
            {"e−a µs": same["e"]["p50_added_us"]} if "e" in same and "a" in same else {},
