@@ -9,7 +9,7 @@
 #
 # Knobs for trying things out (the defaults are what BENCHMARKS.md reports): BENCH_REPS,
 # BENCH_DURATION, BENCH_WARMUP, BENCH_CONNS ("1 16 64"), BENCH_USERS, BENCH_SAMECORE_DURATION,
-# BENCH_LOGIN_SPREAD_S, BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S, BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
+# BENCH_LOGIN_SPREAD_S, BENCH_BACKENDS_WITH_CLIENT, BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S, BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
 # BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
 # (default "a b c d e"; the curl checks always cover all five).
 # BENCH_TOLLGATE_BIN (measure this binary instead of building), BENCH_PGO (1: build with
@@ -61,6 +61,10 @@ import os
 cpus = sorted(os.sched_getaffinity(0))
 print(cpus[0], cpus[1] if len(cpus) > 1 else cpus[0])')
 BOTH_CPUS=$LOAD_CPU,$SERVER_CPU
+# BENCH_BACKENDS_WITH_CLIENT=1 puts the upstream and the auth server on LOAD_CPU with wrk,
+# as the runs up to ff14f7a did (see BENCHMARKS.md, "Earlier full runs").
+BACKEND_CPU=$SERVER_CPU
+[[ ${BENCH_BACKENDS_WITH_CLIENT:-0} == 1 ]] && BACKEND_CPU=$LOAD_CPU
 if ((LOAD_CPU == SERVER_CPU)); then
   echo "bench: only one CPU available: everything shares CPU $LOAD_CPU" >&2
   BOTH_CPUS=$LOAD_CPU
@@ -250,7 +254,7 @@ python3 "$LIB" meta "$OUT/meta.json" \
   "rustc=$(rustc --version)" \
   "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+dirty')" \
   "tollgate_build=$BUILD" \
-  "pinning=proxy under test, upstream nginx and auth nginx on CPU $SERVER_CPU; wrk alone on CPU $LOAD_CPU" \
+  "pinning=proxy under test on CPU $SERVER_CPU, upstream nginx and auth nginx on CPU $BACKEND_CPU, wrk on CPU $LOAD_CPU" \
   "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------
@@ -266,7 +270,7 @@ nginx_conf upstream "
         listen 127.0.0.1:$P_UP;
         location / { default_type text/plain; return 200 \"ok\\n\"; }
     }"
-start_nginx upstream "$SERVER_CPU" "http://127.0.0.1:$P_UP/"
+start_nginx upstream "$BACKEND_CPU" "http://127.0.0.1:$P_UP/"
 UP_PIDS=$NGINX_PIDS
 
 nginx_conf auth "
@@ -274,7 +278,7 @@ nginx_conf auth "
         listen 127.0.0.1:$P_AUTH;
         location = /auth { return 204; }
     }"
-start_nginx auth "$SERVER_CPU" "http://127.0.0.1:$P_AUTH/auth"
+start_nginx auth "$BACKEND_CPU" "http://127.0.0.1:$P_AUTH/auth"
 AUTH_PIDS=$NGINX_PIDS
 
 # b: plain reverse proxy with a keep-alive pool to the upstream.
@@ -411,7 +415,7 @@ if part matrix; then
   fi
 
   log "measuring: ${CONNS[*]} connections, ${WARMUP} s warm-up, $REPS x ${DURATION} s each," \
-    "wrk -t1 on CPU $LOAD_CPU, proxy under test, upstream and auth server on CPU $SERVER_CPU"
+    "wrk -t1 on CPU $LOAD_CPU, proxy under test on CPU $SERVER_CPU, upstream and auth server on CPU $BACKEND_CPU"
   # Repetitions are interleaved (a b c d e, a b c d e, ...) so a slow spell of the shared host
   # lands on every contender alike rather than on all three runs of one. Each run gets its
   # own warm-up: WARMUP seconds before a contender's first run at a connection count, 1 s
