@@ -9,7 +9,8 @@
 #
 # Knobs for trying things out (the defaults are what BENCHMARKS.md reports): BENCH_REPS,
 # BENCH_DURATION, BENCH_WARMUP, BENCH_CONNS ("1 16 64"), BENCH_USERS, BENCH_SAMECORE_DURATION,
-# BENCH_LOGIN_SPREAD_S, BENCH_BACKENDS_WITH_CLIENT, BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S, BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
+# BENCH_BACKENDS_WITH_CLIENT, BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S,
+# BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
 # BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
 # (default "a b c d e"; the curl checks always cover all five).
 # BENCH_TOLLGATE_BIN (measure this binary instead of building), BENCH_PGO (1: build with
@@ -34,15 +35,11 @@ case "${1:-}" in
 esac
 
 if ((SMOKE)); then
-  REPS=1 CONNS=(1) DURATION=2 WARMUP=1 N_USERS=20 SAMECORE_DURATION=2 SPREAD_S=0
+  REPS=1 CONNS=(1) DURATION=2 WARMUP=1 N_USERS=20 SAMECORE_DURATION=2
 else
   # 5 contenders x 3 connection counts x (5 + 1 + 1 s warm-up + 3 x 10 s) = ~9.5 min of load.
   REPS=${BENCH_REPS:-3} DURATION=${BENCH_DURATION:-10} WARMUP=${BENCH_WARMUP:-5}
   N_USERS=${BENCH_USERS:-1000} SAMECORE_DURATION=${BENCH_SAMECORE_DURATION:-5}
-  # The logins of the N users are spread over the reissue interval (60 s, the default), so
-  # that, as with real users, their sessions' re-signing is spread over every minute
-  # instead of all falling due in the same second.
-  SPREAD_S=${BENCH_LOGIN_SPREAD_S:-60}
   read -r -a CONNS <<<"${BENCH_CONNS:-1 16 64}"
 fi
 SESSIONS_BUDGET_S=${BENCH_SESSIONS_BUDGET_S:-600} # the 1M-session fill must fit in this
@@ -245,7 +242,7 @@ export WRK_STRICT
 python3 "$LIB" meta "$OUT/meta.json" \
   "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   "smoke=$SMOKE" "reps=$REPS" "duration_s=$DURATION" "warmup_s=$WARMUP" \
-  "conns=${CONNS[*]}" "n_users=$N_USERS" "login_spread_s=$SPREAD_S" \
+  "conns=${CONNS[*]}" "n_users=$N_USERS" \
   "nproc=$(nproc)" \
   "cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
   "kernel=$(uname -r)" \
@@ -329,9 +326,9 @@ iterations = 1'
 start_tollgate "$GW" "$SERVER_CPU"
 GW_PID=$TG_PID
 
-log "registering and logging in $N_USERS users (one session each, logins over ${SPREAD_S} s)"
+log "registering and logging in $N_USERS users (one session each)"
 TOKENS=$WORK/tokens.txt
-LOGIN_SPREAD_S=$SPREAD_S python3 "$BENCH/lib/users.py" "http://127.0.0.1:$P_GW" "$N_USERS" "$TOKENS"
+python3 "$BENCH/lib/users.py" "http://127.0.0.1:$P_GW" "$N_USERS" "$TOKENS"
 TOKEN1=$(head -1 "$TOKENS")
 
 # ---------------------------------------------------------------------------------------
@@ -485,13 +482,13 @@ if part login; then
   echo "  authenticated route, 16 connections, without and with a login flood"
   run_wrk "$OUT/logs/quiet-warmup.log" "$LOAD_CPU" -t1 -c16 -d"${WARMUP}s" \
     -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
+  # Quiet and flooded runs alternate, as the matrix's contenders do, so that a slow spell of
+  # the host or the minute's re-signing of the sessions' tokens falls on either alike.
   for rep in $(seq "$REPS"); do
     run_wrk "$OUT/logs/quiet-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${DURATION}s" --latency \
       -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
     python3 "$LIB" record "$RUNS" phase=quiet contender=e-quiet conns=16 "rep=$rep" \
       "wrk_log=$OUT/logs/quiet-r$rep.log"
-  done
-  for rep in $(seq "$REPS"); do
     # The flood starts 2 s before and ends 2 s after the measured run.
     run_wrk "$OUT/logs/flooder-r$rep.log" "$LOAD_CPU" -t1 -c4 -d"$((DURATION + 4))s" --timeout 10s \
       -s "$BENCH_LUA/login.lua" "$LOGIN_URL/auth/login" -- "$LUSER" "$LPASS" &
