@@ -3,17 +3,28 @@
 //!
 //! Each serving thread runs many connections, so a password hash (tens of milliseconds) or
 //! an RS256 signature (about 0.7 ms) computed on it would stall all of them for that long.
-//! Hashing threads run [`HASHING_NICENESS`] below normal: when hashes and proxied requests
-//! compete for a CPU, the requests win, and when the CPU is free the hashes get all of it.
-//! Signing threads run at normal priority, since a proxied response waits for its token.
-//! Database calls stay on the blocking pool.
+//! Hashing threads run under Linux's `SCHED_IDLE` policy: a serving thread that wakes up
+//! takes the CPU from a hash at once, so proxied requests never wait on hashing, and when a
+//! CPU has nothing else to do the hashes get all of it. Where that policy is refused, they
+//! run [`HASHING_NICENESS`] below normal instead. Signing threads run at normal priority,
+//! since a proxied response waits for its token. Database calls stay on the blocking pool.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-/// How far below the serving threads a hashing thread's priority is (a nice increment):
-/// under contention a serving thread then gets about nine times the CPU of a hashing one.
-pub const HASHING_NICENESS: i32 = 10;
+/// How far below the serving threads a hashing thread's priority is (a nice increment) where
+/// `SCHED_IDLE` is refused: under contention a serving thread then gets about seventy times
+/// the CPU of a hashing one.
+pub const HASHING_NICENESS: i32 = 19;
+
+/// How a kind of crypto thread is scheduled against the serving threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priority {
+    /// Like the serving threads.
+    Normal,
+    /// Only when nothing else wants the CPU (`SCHED_IDLE`, else [`HASHING_NICENESS`]).
+    Background,
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -23,26 +34,27 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct CryptoThreads {
     count: usize,
     name: &'static str,
-    niceness: i32,
+    priority: Priority,
     jobs: OnceLock<Mutex<Sender<Job>>>,
 }
 
 impl CryptoThreads {
-    /// `count` password-hashing threads at lowered priority, none started yet.
+    /// `count` password-hashing threads that run only when a CPU is otherwise idle, none
+    /// started yet.
     pub fn hashing(count: usize) -> CryptoThreads {
-        CryptoThreads::new(count, "tollgate-hash", HASHING_NICENESS)
+        CryptoThreads::new(count, "tollgate-hash", Priority::Background)
     }
 
     /// `count` token-signing threads at normal priority, none started yet.
     pub fn signing(count: usize) -> CryptoThreads {
-        CryptoThreads::new(count, "tollgate-sign", 0)
+        CryptoThreads::new(count, "tollgate-sign", Priority::Normal)
     }
 
-    fn new(count: usize, name: &'static str, niceness: i32) -> CryptoThreads {
+    fn new(count: usize, name: &'static str, priority: Priority) -> CryptoThreads {
         CryptoThreads {
             count: count.max(1),
             name,
-            niceness,
+            priority,
             jobs: OnceLock::new(),
         }
     }
@@ -69,20 +81,19 @@ impl CryptoThreads {
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..self.count {
             let receiver = receiver.clone();
-            let niceness = self.niceness;
+            let priority = self.priority;
             std::thread::Builder::new()
                 .name(self.name.into())
-                .spawn(move || work(&receiver, niceness))
+                .spawn(move || work(&receiver, priority))
                 .map_err(|e| format!("cannot start a {} thread: {e}", self.name))?;
         }
         Ok(sender)
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Job>>, niceness: i32) {
-    if niceness != 0 {
-        // Best effort: without it the work still runs, at normal priority.
-        let _ = rustix::process::nice(niceness);
+fn work(receiver: &Mutex<Receiver<Job>>, priority: Priority) {
+    if priority == Priority::Background {
+        lower_this_thread();
     }
     loop {
         let next = receiver
@@ -96,35 +107,51 @@ fn work(receiver: &Mutex<Receiver<Job>>, niceness: i32) {
     }
 }
 
+/// Puts the calling thread under `SCHED_IDLE`, or failing that at [`HASHING_NICENESS`].
+/// Best effort: without either the work still runs, at normal priority.
+fn lower_this_thread() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).is_err() {
+        let _ = rustix::process::nice(HASHING_NICENESS);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+
     #[test]
     fn jobs_run_on_named_threads_at_their_kinds_priority() {
-        let base = rustix::process::getpriority_process(None).unwrap();
+        let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
         let kinds = [
-            (CryptoThreads::hashing(2), "tollgate-hash", HASHING_NICENESS),
-            (CryptoThreads::signing(1), "tollgate-sign", 0),
+            (CryptoThreads::hashing(2), "tollgate-hash", idle),
+            (CryptoThreads::signing(1), "tollgate-sign", normal),
         ];
-        for (threads, want_name, niceness) in kinds {
+        for (threads, want_name, want_policy) in kinds {
             let (tx, rx) = channel();
             for n in 0..4 {
                 let tx = tx.clone();
                 threads
                     .run(move || {
                         let name = std::thread::current().name().map(str::to_owned);
-                        let nice = rustix::process::getpriority_process(None).unwrap();
-                        tx.send((n, name, nice)).unwrap();
+                        let policy = thread_priority::thread_schedule_policy().unwrap();
+                        tx.send((n, name, policy)).unwrap();
                     })
                     .unwrap();
             }
             let mut seen: Vec<_> = (0..4).map(|_| rx.recv().unwrap()).collect();
-            seen.sort();
-            for (n, (got, name, nice)) in seen.into_iter().enumerate() {
+            seen.sort_by_key(|(n, _, _)| *n);
+            for (n, (got, name, policy)) in seen.into_iter().enumerate() {
                 assert_eq!(got, n);
                 assert_eq!(name.as_deref(), Some(want_name));
-                assert_eq!(nice, (base + niceness).min(19), "{want_name}");
+                assert_eq!(policy, want_policy, "{want_name}");
             }
         }
     }
