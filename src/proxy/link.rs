@@ -145,7 +145,11 @@ impl UpstreamLink {
         loop {
             let mut conn = {
                 let mut idle = lock(&self.idle);
-                let at = idle.iter().rposition(|(a, _)| a == authority)?;
+                // Kept connections were filed under the route's own authority, so the bytes
+                // match exactly; `Authority`'s `==` would compare them case-insensitively.
+                let at = idle
+                    .iter()
+                    .rposition(|(a, _)| a.as_str() == authority.as_str())?;
                 idle.remove(at).1
             };
             if std::future::poll_fn(|cx| Poll::Ready(conn.still_open(cx))).await {

@@ -201,10 +201,13 @@ where
             }
         }
     };
+    // The read comes first: a head already at hand is served without looking at the drain
+    // (the response then closes the connection if one began), and the drain is only
+    // waited on while the connection is idle.
     tokio::select! {
         biased;
-        () = stopping => Next::Closed,
         next = deadline.within(limits.read_timeout, reading) => next.unwrap_or(Next::Closed),
+        () = stopping => Next::Closed,
     }
 }
 
