@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tollgate benchmark: one command, see BENCHMARKS.md for the method and the latest figures.
 #
-#   bench/run.sh           full run (~20-25 min on 2 cores): contenders a-e at 1/16/64
+#   bench/run.sh           full run (~40 min on 2 cores): contenders a-e at 1/16/64
 #                          connections, 3 x 10 s each, the 1M-sessions memory figure and
 #                          the login figures
 #   bench/run.sh --smoke   seconds-long end-to-end check for CI: exits non-zero if wrk fails
@@ -10,7 +10,7 @@
 # Knobs for trying things out (the defaults are what BENCHMARKS.md reports): BENCH_REPS,
 # BENCH_DURATION, BENCH_WARMUP, BENCH_CONNS ("1 16 64"), BENCH_USERS, BENCH_SAMECORE_DURATION,
 # BENCH_BACKENDS_WITH_CLIENT, BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S,
-# BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL,
+# BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL, BENCH_LOGIN_RUN_S,
 # BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
 # (default "a b c d e"; the curl checks always cover all five).
 # BENCH_TOLLGATE_BIN (measure this binary instead of building), BENCH_PGO (1: build with
@@ -47,6 +47,9 @@ SESSIONS_FIRST=${BENCH_SESSIONS_FIRST:-100000}     # first point; then 2x, or th
 SESSIONS_FULL=${BENCH_SESSIONS_FULL:-1000000}
 QUIET_WAIT_S=${BENCH_QUIET_WAIT_S:-600} # full run: wait at most this long for an idle machine
 LOGIN_SECONDS=20
+# Each quiet or flooded run of the login part spans one token re-issue interval (the
+# default 60 s), so that each carries the re-signing of every session's token exactly once.
+LOGIN_RUN_S=${BENCH_LOGIN_RUN_S:-60}
 CLK_TCK=$(getconf CLK_TCK)
 
 # CPUs: the first two this script may run on (normally 0 and 1). LOAD_CPU takes the load
@@ -483,18 +486,20 @@ if part login; then
   run_wrk "$OUT/logs/quiet-warmup.log" "$LOAD_CPU" -t1 -c16 -d"${WARMUP}s" \
     -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
   # Quiet and flooded runs alternate, as the matrix's contenders do, so that a slow spell of
-  # the host or the minute's re-signing of the sessions' tokens falls on either alike.
+  # the host falls on either alike. Each lasts LOGIN_RUN_S, a whole re-issue interval, so
+  # each re-signs every session's token once: in shorter runs the minute's re-signing
+  # lands in some runs and not others, and would decide their p99s by chance.
   for rep in $(seq "$REPS"); do
-    run_wrk "$OUT/logs/quiet-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${DURATION}s" --latency \
+    run_wrk "$OUT/logs/quiet-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${LOGIN_RUN_S}s" --latency \
       -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
     python3 "$LIB" record "$RUNS" phase=quiet contender=e-quiet conns=16 "rep=$rep" \
       "wrk_log=$OUT/logs/quiet-r$rep.log"
     # The flood starts 2 s before and ends 2 s after the measured run.
-    run_wrk "$OUT/logs/flooder-r$rep.log" "$LOAD_CPU" -t1 -c4 -d"$((DURATION + 4))s" --timeout 10s \
+    run_wrk "$OUT/logs/flooder-r$rep.log" "$LOAD_CPU" -t1 -c4 -d"$((LOGIN_RUN_S + 4))s" --timeout 10s \
       -s "$BENCH_LUA/login.lua" "$LOGIN_URL/auth/login" -- "$LUSER" "$LPASS" &
     FLOOD=$!
     sleep 2
-    run_wrk "$OUT/logs/flood-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${DURATION}s" --latency \
+    run_wrk "$OUT/logs/flood-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${LOGIN_RUN_S}s" --latency \
       -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
     wait "$FLOOD" || die "login flood wrk failed"
     python3 "$LIB" record "$RUNS" phase=flood contender=e-flood conns=16 "rep=$rep" \
