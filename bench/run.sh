@@ -47,8 +47,8 @@ SESSIONS_FIRST=${BENCH_SESSIONS_FIRST:-100000}     # first point; then 2x, or th
 SESSIONS_FULL=${BENCH_SESSIONS_FULL:-1000000}
 QUIET_WAIT_S=${BENCH_QUIET_WAIT_S:-600} # full run: wait at most this long for an idle machine
 LOGIN_SECONDS=20
-# Each quiet or flooded run of the login part spans one token re-issue interval (the
-# default 60 s), so that each carries the re-signing of every session's token exactly once.
+# The login part's quiet and flooded runs: one token re-issue interval (the default 60 s);
+# why, where they run.
 LOGIN_RUN_S=${BENCH_LOGIN_RUN_S:-60}
 CLK_TCK=$(getconf CLK_TCK)
 
