@@ -3,12 +3,12 @@
 //! a slot, then is told the server is busy; proxied traffic never waits on hashing. Unknown users are verified against a dummy hash
 //! so they take as long as known ones.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
-};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use tokio::sync::Semaphore;
 
 use super::crypto_threads::CryptoThreads;
@@ -79,7 +79,7 @@ impl PasswordHasher {
     ) -> Result<PasswordHasher, String> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
-        let dummy_hash = hash_blocking(&params, b"tollgate dummy password for unknown users")
+        let dummy_hash = hash_with(&params, b"tollgate dummy password for unknown users", false)
             .map_err(|e| format!("argon2 failed: {e}"))?;
         Ok(PasswordHasher {
             params,
@@ -96,7 +96,7 @@ impl PasswordHasher {
         let params = self.params.clone();
         let password = password.to_owned();
         self.run(move || {
-            hash_blocking(&params, password.as_bytes()).map_err(PasswordError::Internal)
+            hash_with(&params, password.as_bytes(), true).map_err(PasswordError::Internal)
         })
         .await
     }
@@ -122,9 +122,7 @@ impl PasswordHasher {
                         needs_rehash: true,
                     });
                 };
-                let matches = argon2_for(&params)
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok();
+                let matches = output_matches(&parsed, password.as_bytes(), &params);
                 Ok(Verified {
                     matches,
                     needs_rehash: needs_rehash(&parsed, &params),
@@ -169,15 +167,78 @@ fn check_length(password: &str) -> Result<(), PasswordError> {
     Ok(())
 }
 
-fn argon2_for(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+thread_local! {
+    /// A hashing thread's argon2 memory (19 MiB at the default cost), kept from one hash to
+    /// the next. Fresh memory for every hash would be zeroed first each time: one more pass
+    /// over it, through the caches the serving threads use. argon2 writes every block before
+    /// it reads it, so what a previous hash left there does not matter.
+    static KEPT_BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-fn hash_blocking(params: &Params, password: &[u8]) -> Result<String, String> {
-    argon2_for(params)
-        .hash_password(password)
-        .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
+/// Runs `argon2` with `count` memory blocks: on a hashing thread (`kept`) its kept memory
+/// when the count is the configured one, else memory for this run alone (the dummy hash at
+/// start-up, or a stored hash of another cost).
+fn with_blocks<T>(count: usize, kept: bool, run: impl FnOnce(&mut [Block]) -> T) -> T {
+    if !kept {
+        return run(&mut vec![Block::new(); count]);
+    }
+    KEPT_BLOCKS.with_borrow_mut(|blocks| {
+        if blocks.len() != count {
+            *blocks = Vec::new(); // the old memory goes before the new is taken
+            *blocks = vec![Block::new(); count];
+        }
+        run(blocks)
+    })
+}
+
+/// A PHC string for `password` with a fresh random salt, at the cost `params`; `kept`: see
+/// [`with_blocks`].
+fn hash_with(params: &Params, password: &[u8], kept: bool) -> Result<String, String> {
+    let salt = argon2::password_hash::try_generate_salt().map_err(|e| e.to_string())?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    with_blocks(params.block_count(), kept, |blocks| {
+        argon2.hash_password_into_with_memory(password, &salt, &mut out, blocks)
+    })
+    .map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| e.to_string())?,
+        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` gives the output stored in `stored`, at the stored hash's own
+/// algorithm, version and cost. The kept memory serves it when the stored cost is the
+/// configured one (`configured`). Anything unreadable in the stored hash is no match.
+fn output_matches(stored: &PasswordHash, password: &[u8], configured: &Params) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(stored.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = stored
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(stored) else {
+        return false;
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let kept = params.block_count() == configured.block_count();
+    let computed = with_blocks(params.block_count(), kept, |blocks| {
+        argon2.hash_password_into_with_memory(password, salt, &mut *out, blocks)
+    });
+    // `Output`'s comparison takes the same time wherever the bytes differ.
+    computed.is_ok() && Output::new(out).is_ok_and(|computed| computed == *expected)
 }
 
 fn needs_rehash(stored: &PasswordHash, params: &Params) -> bool {
@@ -252,6 +313,61 @@ mod tests {
             .await
             .unwrap();
         assert!(!corrupt.matches);
+    }
+
+    /// Hashes stored earlier by the argon2 crate's own hasher keep verifying, and the argon2
+    /// crate verifies the hashes made here: the PHC strings are the same.
+    #[test]
+    fn phc_strings_agree_with_the_argon2_crate() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let theirs = argon2.hash_password(b"password-1").unwrap();
+        assert!(output_matches(&theirs, b"password-1", &params));
+        assert!(!output_matches(&theirs, b"password-2", &params));
+
+        let ours = hash_with(&params, b"password-1", true).unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert_eq!(parsed.params, theirs.params);
+        assert_eq!(parsed.salt.unwrap().len(), theirs.salt.unwrap().len());
+        assert!(argon2.verify_password(b"password-1", &parsed).is_ok());
+        assert!(argon2.verify_password(b"password-2", &parsed).is_err());
+    }
+
+    /// A hashing thread's kept memory holds what its last hash left there; the next hash
+    /// must come out as it would in fresh memory.
+    #[test]
+    fn kept_memory_gives_what_fresh_memory_gives() {
+        let params = Params::new(1024, 2, 1, None).unwrap();
+        let first = hash_with(&params, b"password-1", true).unwrap();
+        hash_with(&params, b"password-2", true).unwrap();
+        let first = PasswordHash::new(&first).unwrap();
+        // Same cost as configured: the kept memory, now holding the second hash's state.
+        assert!(output_matches(&first, b"password-1", &params));
+        // Another configured cost: memory for this check alone.
+        let other = Params::new(2048, 2, 1, None).unwrap();
+        assert!(output_matches(&first, b"password-1", &other));
+        assert!(!output_matches(&first, b"password-2", &other));
+        // The kept memory follows the configured cost.
+        hash_with(&other, b"password-3", true).unwrap();
+        KEPT_BLOCKS.with_borrow(|kept| assert_eq!(kept.len(), other.block_count()));
+    }
+
+    /// Stored hashes are checked at their own algorithm and version.
+    #[test]
+    fn stored_algorithm_and_version_are_used() {
+        use argon2::PasswordHasher as _;
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        for (algorithm, version) in [
+            (Algorithm::Argon2i, Version::V0x13),
+            (Algorithm::Argon2id, Version::V0x10),
+        ] {
+            let stored = Argon2::new(algorithm, version, params.clone())
+                .hash_password(b"password-1")
+                .unwrap();
+            assert!(output_matches(&stored, b"password-1", &params), "{stored}");
+            assert!(!output_matches(&stored, b"password-2", &params), "{stored}");
+        }
     }
 
     #[tokio::test]
