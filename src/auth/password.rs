@@ -175,8 +175,9 @@ thread_local! {
     static KEPT_BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `argon2` with `count` memory blocks: on a hashing thread (`kept`) its kept memory
-/// when the count is the configured one, else memory for this run alone (the dummy hash at
+/// Runs `argon2` with `count` memory blocks. With `kept` (a hashing thread at the
+/// configured cost: the callers decide) the thread's kept memory, replaced when `count`
+/// differs from what it holds; without, memory for this run alone (the dummy hash at
 /// start-up, or a stored hash of another cost).
 fn with_blocks<T>(count: usize, kept: bool, run: impl FnOnce(&mut [Block]) -> T) -> T {
     if !kept {
