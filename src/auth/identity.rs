@@ -134,9 +134,9 @@ impl Identity {
         }
     }
 
-    /// The user record for `id`, from the cache while fresh; `None` when the user is gone.
-    pub async fn user(&self, id: u64) -> Result<Option<Arc<UserView>>, StoreError> {
-        let now = self.clock.now();
+    /// The user record for `id` at `now` (read from [`Identity::clock`] by the caller, who
+    /// needs the time anyway), from the cache while fresh; `None` when the user is gone.
+    pub async fn user(&self, id: u64, now: Duration) -> Result<Option<Arc<UserView>>, StoreError> {
         if let Some(cached) = self.users.get(&id)
             && (self.feed_is_current(now) || now.saturating_sub(cached.fetched_at) < USER_REFRESH)
         {

@@ -69,7 +69,7 @@ impl IssuedTokens {
     pub fn kept(&self, session: &Session, now: u64, reissue_secs: u64) -> Option<IssuedToken> {
         self.cache
             .get(&session.id)
-            .filter(|kept| now < kept.signed_at.saturating_add(reissue_secs) && now < kept.exp)
+            .filter(|kept| kept.is_current(now, reissue_secs))
     }
 
     /// A new token for `session`, made by `sign` on a signing thread and then kept; or, when

@@ -4,13 +4,13 @@
 //! Time-based checks still run on every use.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use quick_cache::UnitWeighter;
 use quick_cache::sync::Cache;
 
 use super::keys::Keyring;
-use super::session::{SessionId, lookup_id};
+use super::session::{IssuedToken, SessionId, lookup_id};
 use super::token::{AccessClaims, TokenError, TokenRules};
 
 /// Verified tokens kept at once; a miss only costs one signature check.
@@ -60,7 +60,7 @@ impl Hasher for TailHasher {
 
 /// A token whose signature and claims checked out, with what every request needs from it
 /// worked out once rather than per request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct VerifiedToken {
     /// Its claims.
     pub claims: AccessClaims,
@@ -68,6 +68,10 @@ pub struct VerifiedToken {
     pub user_id: u64,
     /// The store index of the session `sid` names (a SHA-256, too costly to repeat).
     pub session_id: SessionId,
+    /// The access token last handed out in answer to this one. A client presents the same
+    /// token many times in a row, and gets this back without the session's token being
+    /// looked up again; only while it is current, so never later than that look-up would.
+    handed_out: Mutex<Option<IssuedToken>>,
 }
 
 impl VerifiedToken {
@@ -79,7 +83,27 @@ impl VerifiedToken {
             claims,
             user_id,
             session_id,
+            handed_out: Mutex::new(None),
         })
+    }
+
+    /// The token last handed out in answer to this one, while it is current at `now`
+    /// ([`IssuedToken::is_current`]).
+    pub fn handed_out(&self, now: u64, reissue_secs: u64) -> Option<IssuedToken> {
+        self.handed_out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|t| t.is_current(now, reissue_secs))
+            .cloned()
+    }
+
+    /// Records `token` as handed out in answer to this one.
+    pub fn hand_out(&self, token: &IssuedToken) {
+        *self
+            .handed_out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
     }
 }
 
@@ -173,8 +197,8 @@ mod tests {
             claims
         );
         assert_eq!(
-            cache.verify(&keyring, token.as_bytes(), &rules, 2000),
-            Err(TokenError::Expired)
+            cache.verify(&keyring, token.as_bytes(), &rules, 2000).err(),
+            Some(TokenError::Expired)
         );
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 2, 'x');
@@ -184,14 +208,43 @@ mod tests {
                 .is_err()
         );
         assert_eq!(
-            cache.verify(&keyring, b"\xff.\xfe.\xfd", &rules, 1500),
-            Err(TokenError::Malformed)
+            cache
+                .verify(&keyring, b"\xff.\xfe.\xfd", &rules, 1500)
+                .err(),
+            Some(TokenError::Malformed)
         );
         // Same length and tail as the cached token (so the same slot), another header:
         // not a hit, and it does not verify.
         let mut front = token.clone().into_bytes();
         front[2] = if front[2] == b'A' { b'B' } else { b'A' };
         assert!(cache.verify(&keyring, &front, &rules, 1500).is_err());
+    }
+
+    #[test]
+    fn the_token_handed_out_comes_back_only_while_current() {
+        let claims = AccessClaims {
+            iss: "i".into(),
+            sub: "7".into(),
+            aud: "a".into(),
+            iat: 1000,
+            nbf: 1000,
+            exp: 5000,
+            jti: new_token_id().unwrap(),
+            sid: "a".repeat(48),
+        };
+        let verified = VerifiedToken::new(claims).unwrap();
+        assert!(verified.handed_out(1000, 60).is_none());
+        let jwt = |t: Option<IssuedToken>| t.map(|t| t.jwt().to_owned());
+        verified.hand_out(&IssuedToken::new("first".into(), 1000, 4600).unwrap());
+        assert_eq!(jwt(verified.handed_out(1059, 60)), Some("first".into()));
+        assert_eq!(
+            jwt(verified.handed_out(1060, 60)),
+            None,
+            "older than the interval"
+        );
+        verified.hand_out(&IssuedToken::new("short".into(), 1100, 1130).unwrap());
+        assert_eq!(jwt(verified.handed_out(1129, 60)), Some("short".into()));
+        assert_eq!(jwt(verified.handed_out(1130, 60)), None, "expired");
     }
 
     #[test]

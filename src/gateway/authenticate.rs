@@ -13,6 +13,7 @@ use crate::auth::cookies;
 use crate::auth::identity::{Identity, UserView};
 use crate::auth::session::{IssuedToken, Session};
 use crate::auth::token::{AccessClaims, TokenError, new_token_id};
+use crate::auth::verified::VerifiedToken;
 use crate::config::Settings;
 
 /// The response header that carries the current access token.
@@ -25,6 +26,8 @@ pub struct Authenticated {
     pub user: Arc<UserView>,
     /// Their live session.
     pub session: Arc<Session>,
+    /// The token the request presented, as verified.
+    pub token: Arc<VerifiedToken>,
     /// The token came from the access cookie (a browser), not `Authorization`.
     pub via_cookie: bool,
 }
@@ -61,7 +64,8 @@ pub async fn authenticate(
     presented: Option<(&[u8], bool)>,
 ) -> Result<Authenticated, GatewayError> {
     let (token, via_cookie) = presented.ok_or(GatewayError::MissingToken)?;
-    let now = identity.clock.now_secs();
+    let read_at = identity.clock.now();
+    let now = read_at.as_secs();
     // Seen before: a lookup; new: a full signature check whose success is kept.
     let tokens = &settings.tokens;
     let verified = tokens
@@ -78,7 +82,7 @@ pub async fn authenticate(
         return Err(GatewayError::InvalidToken(TokenError::BadClaims));
     }
     let user = identity
-        .user(session.user_id)
+        .user(session.user_id, read_at)
         .await
         .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?;
     let Some(user) = user.filter(|u| !u.disabled) else {
@@ -97,6 +101,7 @@ pub async fn authenticate(
     Ok(Authenticated {
         user,
         session,
+        token: verified,
         via_cookie,
     })
 }
@@ -155,14 +160,21 @@ pub async fn add_current_token(
 ) -> Result<(), GatewayError> {
     let now = identity.clock.now_secs();
     let reissue = settings.tokens.reissue_interval.as_secs();
-    let (token, new) = match identity.issued.kept(&auth.session, now, reissue) {
-        Some(kept) => (kept, false),
+    let (token, new) = match auth.token.handed_out(now, reissue) {
+        Some(again) => (again, false),
         None => {
-            let sign = session_signer(settings, &auth.session, now);
-            // Boxed: rare next to reusing the kept token, and a large future.
-            Box::pin(identity.issued.renew(&auth.session, now, reissue, sign))
-                .await
-                .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?
+            let (token, new) = match identity.issued.kept(&auth.session, now, reissue) {
+                Some(kept) => (kept, false),
+                None => {
+                    let sign = session_signer(settings, &auth.session, now);
+                    // Boxed: rare next to reusing the kept token, and a large future.
+                    Box::pin(identity.issued.renew(&auth.session, now, reissue, sign))
+                        .await
+                        .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?
+                }
+            };
+            auth.token.hand_out(&token);
+            (token, new)
         }
     };
     headers.insert(GN_ACCESS_TOKEN.clone(), token.header.clone());
