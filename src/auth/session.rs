@@ -2,7 +2,7 @@
 //! the access token re-issued for it (signed at most once per `reissue_interval`).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aws_lc_rs::digest;
 
@@ -132,6 +132,9 @@ pub struct Session {
     /// User agent at login (truncated).
     pub user_agent: Box<str>,
     last_seen: AtomicU64,
+    /// Set once the store no longer holds the session (removed, expired or evicted), so a
+    /// copy held elsewhere is never taken for a live session.
+    ended: AtomicBool,
 }
 
 impl Session {
@@ -158,6 +161,7 @@ impl Session {
             ip,
             user_agent: user_agent[..end].into(),
             last_seen: AtomicU64::new(now),
+            ended: AtomicBool::new(false),
         }
     }
 
@@ -173,6 +177,16 @@ impl Session {
         if self.last_seen.load(Ordering::Relaxed) < now {
             self.last_seen.fetch_max(now, Ordering::Relaxed);
         }
+    }
+
+    /// Marks the session as no longer held by its store; it never becomes live again.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// Whether the store let go of the session ([`Session::end`]).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Whether the session has ended at `now` given the idle timeout (seconds).

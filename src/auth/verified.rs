@@ -4,13 +4,15 @@
 //! Time-based checks still run on every use.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use bytes::Bytes;
+use http::HeaderValue;
 use quick_cache::UnitWeighter;
 use quick_cache::sync::Cache;
 
 use super::keys::Keyring;
-use super::session::{IssuedToken, SessionId, lookup_id};
+use super::session::{IssuedToken, Session, SessionId, lookup_id};
 use super::token::{AccessClaims, TokenError, TokenRules};
 
 /// Verified tokens kept at once; a miss only costs one signature check.
@@ -21,7 +23,7 @@ const HASHED_TAIL: usize = 32;
 
 /// A cache of verified tokens in front of a keyring.
 pub struct VerifiedTokens {
-    cache: Cache<Arc<[u8]>, Arc<VerifiedToken>, UnitWeighter, TailHash>,
+    cache: Cache<Bytes, Arc<VerifiedToken>, UnitWeighter, TailHash>,
 }
 
 /// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, which are part of its
@@ -68,14 +70,26 @@ pub struct VerifiedToken {
     pub user_id: u64,
     /// The store index of the session `sid` names (a SHA-256, too costly to repeat).
     pub session_id: SessionId,
-    /// The access token last handed out in answer to this one. A client presents the same
-    /// token many times in a row, and gets this back without the session's token being
-    /// looked up again; only while it is current, so never later than that look-up would.
-    handed_out: Mutex<Option<IssuedToken>>,
+    /// The token itself: the same bytes as its cache key.
+    text: Bytes,
+    /// What the requests presenting it found last.
+    held: Mutex<Held>,
+}
+
+/// What a client presenting the same token many times in a row needs each time, kept with
+/// the token so that it is not looked up again.
+#[derive(Debug, Default)]
+struct Held {
+    /// The access token last handed out in answer to this one; given back only while
+    /// current, so never later than the session's token look-up would.
+    handed_out: Option<IssuedToken>,
+    /// The session last found for this token's `sid`; the session store decides whether
+    /// it may answer from it ([`crate::sessions::SessionStore::get_held`]).
+    session: Option<Arc<Session>>,
 }
 
 impl VerifiedToken {
-    fn new(claims: AccessClaims) -> Result<VerifiedToken, TokenError> {
+    fn new(claims: AccessClaims, text: Bytes) -> Result<VerifiedToken, TokenError> {
         // Verification already refused a `sub` that is not a user id.
         let user_id = claims.sub.parse().map_err(|_| TokenError::BadClaims)?;
         let session_id = lookup_id(&claims.sid);
@@ -83,27 +97,51 @@ impl VerifiedToken {
             claims,
             user_id,
             session_id,
-            handed_out: Mutex::new(None),
+            text,
+            held: Mutex::new(Held::default()),
         })
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The token last handed out in answer to this one, while it is current at `now`
     /// ([`IssuedToken::is_current`]).
     pub fn handed_out(&self, now: u64, reissue_secs: u64) -> Option<IssuedToken> {
-        self.handed_out
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.held()
+            .handed_out
             .as_ref()
             .filter(|t| t.is_current(now, reissue_secs))
             .cloned()
     }
 
-    /// Records `token` as handed out in answer to this one.
+    /// Records `token` as handed out in answer to this one. When it is this very token (a
+    /// client presenting the token it was last given), what is kept shares this token's
+    /// bytes, so a response copies bytes the cache look-up has just read.
     pub fn hand_out(&self, token: &IssuedToken) {
-        *self
-            .handed_out
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+        let shared = (token.header.as_bytes() == self.text.as_ref())
+            .then(|| HeaderValue::from_maybe_shared(self.text.clone()).ok())
+            .flatten();
+        let token = match shared {
+            Some(header) => IssuedToken {
+                header,
+                signed_at: token.signed_at,
+                exp: token.exp,
+            },
+            None => token.clone(),
+        };
+        self.held().handed_out = Some(token);
+    }
+
+    /// The session last found for this token ([`VerifiedToken::hold_session`]).
+    pub fn held_session(&self) -> Option<Arc<Session>> {
+        self.held().session.clone()
+    }
+
+    /// Keeps `session`, found for this token's `sid`, for the next request presenting it.
+    pub fn hold_session(&self, session: &Arc<Session>) {
+        self.held().session = Some(session.clone());
     }
 }
 
@@ -148,8 +186,10 @@ impl VerifiedTokens {
             return Ok(verified);
         }
         let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
-        let verified = Arc::new(VerifiedToken::new(keyring.verify(text, rules, now)?)?);
-        self.cache.insert(Arc::from(token), verified.clone());
+        let claims = keyring.verify(text, rules, now)?;
+        let text = Bytes::copy_from_slice(token);
+        let verified = Arc::new(VerifiedToken::new(claims, text.clone())?);
+        self.cache.insert(text, verified.clone());
         Ok(verified)
     }
 }
@@ -232,7 +272,7 @@ mod tests {
             jti: new_token_id().unwrap(),
             sid: "a".repeat(48),
         };
-        let verified = VerifiedToken::new(claims).unwrap();
+        let verified = VerifiedToken::new(claims, Bytes::from_static(b"presented")).unwrap();
         assert!(verified.handed_out(1000, 60).is_none());
         let jwt = |t: Option<IssuedToken>| t.map(|t| t.jwt().to_owned());
         verified.hand_out(&IssuedToken::new("first".into(), 1000, 4600).unwrap());
@@ -245,6 +285,13 @@ mod tests {
         verified.hand_out(&IssuedToken::new("short".into(), 1100, 1130).unwrap());
         assert_eq!(jwt(verified.handed_out(1129, 60)), Some("short".into()));
         assert_eq!(jwt(verified.handed_out(1130, 60)), None, "expired");
+
+        // Handing out the presented token itself keeps the presented bytes.
+        verified.hand_out(&IssuedToken::new("presented".into(), 1200, 4800).unwrap());
+        let again = verified.handed_out(1201, 60).unwrap();
+        assert_eq!(again.jwt(), "presented");
+        assert_eq!((again.signed_at, again.exp), (1200, 4800));
+        assert_eq!(again.header.as_bytes().as_ptr(), verified.text.as_ptr());
     }
 
     #[test]

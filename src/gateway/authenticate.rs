@@ -72,14 +72,24 @@ pub async fn authenticate(
         .verified
         .verify(&tokens.keyring, token, &tokens.rules, now)?;
     let idle = settings.sessions.idle_timeout.as_secs();
+    let held = verified.held_session();
     let session = identity
         .sessions
-        .get(&verified.session_id, &verified.claims.sid, now, idle)
+        .get_held(
+            held.clone(),
+            &verified.session_id,
+            &verified.claims.sid,
+            now,
+            idle,
+        )
         .await
         .map_err(|e| GatewayError::StorageUnavailable(e.to_string()))?
         .ok_or(GatewayError::SessionExpired)?;
     if verified.user_id != session.user_id {
         return Err(GatewayError::InvalidToken(TokenError::BadClaims));
+    }
+    if !held.is_some_and(|h| Arc::ptr_eq(&h, &session)) {
+        verified.hold_session(&session);
     }
     let user = identity
         .user(session.user_id, read_at)

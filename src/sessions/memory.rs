@@ -1,24 +1,49 @@
 //! The in-process session store on quick_cache. The cache has no expiry of its own, so
 //! every read checks the session's idle and absolute deadlines; eviction under memory
 //! pressure only ever ends a session early, never extends or revives one.
+//!
+//! A session leaves the cache only through this module (removal, expiry on read, or
+//! eviction), and every way out marks it ended ([`Session::end`]), so a copy of it held
+//! beside a verified token ([`MemorySessions::get_held`]) is live exactly as long as the
+//! one in the cache.
 
 use std::sync::Arc;
 
 use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
 use crate::auth::session::{Session, SessionId};
 
 /// Sessions of this process, indexed by the digest of their key.
 #[derive(Debug)]
 pub struct MemorySessions {
-    cache: Cache<SessionId, Arc<Session>>,
+    cache: Cache<SessionId, Arc<Session>, UnitWeighter, DefaultHashBuilder, EndOnEvict>,
+}
+
+/// Marks a session ended when the cache evicts it to make room.
+#[derive(Debug, Clone, Copy, Default)]
+struct EndOnEvict;
+
+impl Lifecycle<SessionId, Arc<Session>> for EndOnEvict {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: SessionId, session: Arc<Session>) {
+        session.end();
+    }
 }
 
 impl MemorySessions {
     /// A store holding at most `capacity` sessions.
     pub fn new(capacity: usize) -> MemorySessions {
+        let capacity = capacity.max(1);
         MemorySessions {
-            cache: Cache::new(capacity.max(1)),
+            cache: Cache::with(
+                capacity,
+                capacity as u64,
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                EndOnEvict,
+            ),
         }
     }
 
@@ -40,21 +65,47 @@ impl MemorySessions {
             return None;
         }
         if session.is_expired(now, idle_secs) {
-            self.cache.remove(id);
+            self.remove(id);
             return None;
         }
         Some(session)
     }
 
+    /// [`get`](Self::get), answered from `held` (a session an earlier `get` returned for the
+    /// same presented key) while the cache still holds it and it is live at `now`.
+    pub fn get_held(
+        &self,
+        held: Option<Arc<Session>>,
+        id: &SessionId,
+        presented: &str,
+        now: u64,
+        idle_secs: u64,
+    ) -> Option<Arc<Session>> {
+        match held {
+            Some(session) if !session.has_ended() && !session.is_expired(now, idle_secs) => {
+                Some(session)
+            }
+            _ => self.get(id, presented, now, idle_secs),
+        }
+    }
+
     /// Ends one session.
     pub fn remove(&self, id: &SessionId) {
-        self.cache.remove(id);
+        if let Some((_, session)) = self.cache.remove(id) {
+            session.end();
+        }
     }
 
     /// Ends every session of `user_id`.
     pub fn remove_user(&self, user_id: u64) -> usize {
         let before = self.cache.len();
-        self.cache.retain(|_, session| session.user_id != user_id);
+        self.cache.retain(|_, session| {
+            let keep = session.user_id != user_id;
+            if !keep {
+                session.end();
+            }
+            keep
+        });
         before.saturating_sub(self.cache.len())
     }
 
@@ -109,6 +160,55 @@ mod tests {
         }
         assert_eq!(store.remove_user(1), 2);
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_held_session_ends_with_every_way_out_of_the_store() {
+        let store = MemorySessions::new(100);
+        let get = |s: &Arc<Session>, now| {
+            store.get_held(Some(s.clone()), &s.id, s.key.as_str(), now, 300)
+        };
+        let (removed, expired) = (session(1, 1000), session(2, 1000));
+        let (alice, alices_other) = (session(3, 1000), session(3, 1000));
+        for s in [&removed, &expired, &alice, &alices_other] {
+            store.insert(s.clone());
+            assert!(get(s, 1001).is_some_and(|got| Arc::ptr_eq(&got, s)));
+        }
+        store.remove(&removed.id);
+        assert!(get(&removed, 1002).is_none(), "removed");
+        assert!(get(&expired, 1300).is_none(), "idle");
+        assert!(
+            get(&expired, 1001).is_none(),
+            "an expired session stays ended"
+        );
+        store.remove_user(3);
+        assert!(get(&alice, 1002).is_none(), "user's sessions ended");
+        assert!(get(&alices_other, 1002).is_none(), "user's sessions ended");
+        assert!(removed.has_ended() && expired.has_ended() && alice.has_ended());
+    }
+
+    #[test]
+    fn sessions_evicted_to_make_room_are_ended() {
+        let store = MemorySessions::new(50);
+        let all: Vec<_> = (0..500).map(|i| session(i, 1000)).collect();
+        for s in &all {
+            store.insert(s.clone());
+        }
+        let held = |s: &Arc<Session>| {
+            store
+                .get_held(Some(s.clone()), &s.id, s.key.as_str(), 1001, 300)
+                .is_some()
+        };
+        let (kept, evicted): (Vec<_>, Vec<_>) = all
+            .iter()
+            .partition(|s| store.get(&s.id, s.key.as_str(), 1001, 300).is_some());
+        assert!(
+            !evicted.is_empty() && kept.len() <= 50 + 10,
+            "{}",
+            kept.len()
+        );
+        assert!(evicted.iter().all(|s| s.has_ended() && !held(s)));
+        assert!(kept.iter().all(|s| !s.has_ended() && held(s)));
     }
 
     #[test]

@@ -53,6 +53,23 @@ impl SessionStore {
         }
     }
 
+    /// [`get`](Self::get) for a client that presented the same key before: `held` is the
+    /// session an earlier call returned for it. The memory store answers from `held` while
+    /// the session is still in it and live, which spares the look-up; a store shared by
+    /// several instances would ask itself every time.
+    pub async fn get_held(
+        &self,
+        held: Option<Arc<Session>>,
+        id: &SessionId,
+        key: &str,
+        now: u64,
+        idle_secs: u64,
+    ) -> Result<Option<Arc<Session>>, SessionStoreError> {
+        match self {
+            SessionStore::Memory(m) => Ok(m.get_held(held, id, key, now, idle_secs)),
+        }
+    }
+
     /// Records that the session was used at `now`.
     pub async fn touch(&self, session: &Session, now: u64) -> Result<(), SessionStoreError> {
         match self {
