@@ -40,23 +40,10 @@ impl SessionStore {
 
     /// The live session for a presented key (whose store index is `id`, from
     /// [`lookup_id`]) at `now`; an ended session is removed and reported as absent, so
-    /// nothing past its timeouts is ever returned.
-    pub async fn get(
-        &self,
-        id: &SessionId,
-        key: &str,
-        now: u64,
-        idle_secs: u64,
-    ) -> Result<Option<Arc<Session>>, SessionStoreError> {
-        match self {
-            SessionStore::Memory(m) => Ok(m.get(id, key, now, idle_secs)),
-        }
-    }
-
-    /// [`get`](Self::get) for a client that presented the same key before: `held` is the
-    /// session an earlier call returned for it. The memory store answers from `held` while
-    /// the session is still in it and live, which spares the look-up; a store shared by
-    /// several instances would ask itself every time.
+    /// nothing past its timeouts is ever returned. `held` is the session an earlier call
+    /// returned for the same key, if the caller kept it: the memory store answers from it
+    /// while the session is still in the store and live, which spares the look-up; a
+    /// store shared by several instances would ask itself every time.
     pub async fn get_held(
         &self,
         held: Option<Arc<Session>>,
