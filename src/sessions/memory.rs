@@ -2,8 +2,9 @@
 //! every read checks the session's idle and absolute deadlines; eviction under memory
 //! pressure only ever ends a session early, never extends or revives one.
 //!
-//! A session leaves the cache only through this module (removal, expiry on read, or
-//! eviction), and every way out marks it ended ([`Session::end`]), so a copy of it held
+//! A session leaves the cache only through this module (removal, expiry on read, eviction,
+//! or an insert under the same id, which quick_cache reports as an eviction), and every way
+//! out marks it ended ([`Session::end`]), so a copy of it held
 //! beside a verified token ([`MemorySessions::get_held`]) is live exactly as long as the
 //! one in the cache.
 
@@ -185,6 +186,26 @@ mod tests {
         assert!(get(&alice, 1002).is_none(), "user's sessions ended");
         assert!(get(&alices_other, 1002).is_none(), "user's sessions ended");
         assert!(removed.has_ended() && expired.has_ended() && alice.has_ended());
+
+        // A record stored under an id already held replaces the one there, which ends.
+        let replaced = session(4, 1000);
+        store.insert(replaced.clone());
+        let key = SessionKey::parse(replaced.key.as_str()).unwrap();
+        let newer = Arc::new(Session::new(
+            key,
+            4,
+            1001,
+            1001 + 86_400,
+            [127, 0, 0, 1].into(),
+            "t",
+        ));
+        assert_eq!(newer.id, replaced.id);
+        store.insert(newer.clone());
+        assert!(replaced.has_ended() && !newer.has_ended());
+        assert!(
+            get(&replaced, 1002).is_some_and(|got| Arc::ptr_eq(&got, &newer)),
+            "the held copy gives way to the record that replaced it"
+        );
     }
 
     #[test]
