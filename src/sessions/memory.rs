@@ -4,9 +4,8 @@
 //!
 //! A session leaves the cache only through this module (removal, expiry on read, eviction,
 //! or an insert under the same id, which quick_cache reports as an eviction), and every way
-//! out marks it ended ([`Session::end`]), so a copy of it held
-//! beside a verified token ([`MemorySessions::get_held`]) is live exactly as long as the
-//! one in the cache.
+//! out marks it ended ([`Session::end`]), so a copy of it held beside a verified token
+//! ([`MemorySessions::get_held`]) is live exactly as long as the one in the cache.
 
 use std::sync::Arc;
 
