@@ -76,7 +76,7 @@ pub async fn authenticate(
     let session = identity
         .sessions
         .get_held(
-            held.clone(),
+            held.as_ref(),
             &verified.session_id,
             &verified.claims.sid,
             now,

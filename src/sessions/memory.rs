@@ -20,7 +20,8 @@ pub struct MemorySessions {
     cache: Cache<SessionId, Arc<Session>, UnitWeighter, DefaultHashBuilder, EndOnEvict>,
 }
 
-/// Marks a session ended when the cache evicts it to make room.
+/// Marks a session ended when the cache evicts it to make room, or replaces it with one
+/// stored under the same id.
 #[derive(Debug, Clone, Copy, Default)]
 struct EndOnEvict;
 
@@ -75,7 +76,7 @@ impl MemorySessions {
     /// same presented key) while the cache still holds it and it is live at `now`.
     pub fn get_held(
         &self,
-        held: Option<Arc<Session>>,
+        held: Option<&Arc<Session>>,
         id: &SessionId,
         presented: &str,
         now: u64,
@@ -83,7 +84,7 @@ impl MemorySessions {
     ) -> Option<Arc<Session>> {
         match held {
             Some(session) if !session.has_ended() && !session.is_expired(now, idle_secs) => {
-                Some(session)
+                Some(session.clone())
             }
             _ => self.get(id, presented, now, idle_secs),
         }
@@ -165,9 +166,7 @@ mod tests {
     #[test]
     fn a_held_session_ends_with_every_way_out_of_the_store() {
         let store = MemorySessions::new(100);
-        let get = |s: &Arc<Session>, now| {
-            store.get_held(Some(s.clone()), &s.id, s.key.as_str(), now, 300)
-        };
+        let get = |s: &Arc<Session>, now| store.get_held(Some(s), &s.id, s.key.as_str(), now, 300);
         let (removed, expired) = (session(1, 1000), session(2, 1000));
         let (alice, alices_other) = (session(3, 1000), session(3, 1000));
         for s in [&removed, &expired, &alice, &alices_other] {
@@ -216,7 +215,7 @@ mod tests {
         }
         let held = |s: &Arc<Session>| {
             store
-                .get_held(Some(s.clone()), &s.id, s.key.as_str(), 1001, 300)
+                .get_held(Some(s), &s.id, s.key.as_str(), 1001, 300)
                 .is_some()
         };
         let (kept, evicted): (Vec<_>, Vec<_>) = all

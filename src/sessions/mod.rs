@@ -46,7 +46,7 @@ impl SessionStore {
     /// store shared by several instances would ask itself every time.
     pub async fn get_held(
         &self,
-        held: Option<Arc<Session>>,
+        held: Option<&Arc<Session>>,
         id: &SessionId,
         key: &str,
         now: u64,
