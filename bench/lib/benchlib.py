@@ -22,6 +22,11 @@ import statistics
 import sys
 import urllib.request
 
+# A measured run in which at least this share of the machine's CPU time was stolen (the
+# vCPU ready to run but not running: the host busy with other guests, or slow to wake a
+# halted vCPU) is named under the results: its figures say more about the host.
+STEAL_NOTE_PCT = 5.0
+
 CONTENDERS = {
     "a": "upstream direct (nginx return 200)",
     "b": "nginx proxy_pass",
@@ -418,6 +423,16 @@ def summarize(d):
     p("")
     p(f"Load average (1/5/15 min) at start: {meta.get('loadavg_at_start', '?')}, at end: "
       f"{meta['loadavg_at_end']} — the machine is shared; other work on it shows up here.")
+    stolen = [r for r in runs if r.get("phase") in ("matrix", "samecore")
+              and r.get("steal_pct", 0) >= STEAL_NOTE_PCT]
+    if stolen:
+        p("")
+        p(f"Runs in which {STEAL_NOTE_PCT:.0f} % or more of the machine's CPU time was "
+          "stolen (the vCPU ready but not running), so that their figures show the host "
+          "more than the contender: "
+          + ", ".join(f"{r['contender']} at {r['conns']} conns"
+                      + (" on one CPU" if r["phase"] == "samecore" else "")
+                      + f" rep {r['rep']} ({r['steal_pct']:.0f} %)" for r in stolen) + ".")
     print("\n".join(out))
     bad = [r for r in runs if r.get("phase") in ("matrix", "samecore", "quiet", "flood")
            and r["errors"]]
@@ -425,7 +440,9 @@ def summarize(d):
               "ratios_rps_per_repetition": per_rep,
               "samecore_1conn": same,
               "p50_added_1conn_us": added, "sessions_memory": sessions, "login": login,
-              "targets": targets, "matrix_runs_with_errors": len(bad)}
+              "targets": targets, "matrix_runs_with_errors": len(bad),
+              "runs_with_steal": [{k: r[k] for k in ("phase", "contender", "conns", "rep",
+                                                     "steal_pct")} for r in stolen]}
     with open(os.path.join(d, "latest.json"), "w") as f:
         json.dump(result, f, indent=2)
     if bad:
