@@ -2,7 +2,8 @@
 //! pool: password hashing and access-token signing.
 //!
 //! Each serving thread runs many connections, so a password hash (tens of milliseconds) or
-//! an RS256 signature (about 0.7 ms) computed on it would stall all of them for that long.
+//! an RS256 signature (0.2–1 ms by host) computed on it would stall all of them for that
+//! long.
 //! Hashing threads run under Linux's `SCHED_IDLE` policy: a serving thread that wakes up
 //! takes the CPU from a hash at once, so proxied requests never wait on hashing, and when a
 //! CPU has nothing else to do the hashes get all of it. Where that policy is refused, they

@@ -4,8 +4,8 @@
 //! hold no token at all, which keeps a million sessions small.
 //!
 //! Signing happens on signing threads, never on a serving thread: an RS256 signature takes
-//! about 0.7 ms, which would hold up every other connection of that thread. Requests that
-//! need the same session's new token at once share one signature.
+//! 0.2–1 ms by host, which would hold up every other connection of that thread. Requests
+//! that need the same session's new token at once share one signature.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +31,8 @@ pub struct IssuedTokens {
     /// Signatures under way, by session.
     signing: Mutex<HashMap<SessionId, Signing>>,
     threads: CryptoThreads,
-    /// Tokens signed so far. Each is a private-key operation (about 0.7 ms for RS256-2048),
-    /// so this rate is what sliding expiry costs; `/metrics` shows it.
+    /// Tokens signed so far. Each is a private-key operation (0.2–1 ms for RS256-2048, by
+    /// host), so this rate is what sliding expiry costs; `/metrics` shows it.
     signed: Counter,
 }
 
