@@ -3,12 +3,12 @@
 //!
 //! Each serving thread runs many connections, so a password hash (tens of milliseconds) or
 //! an RS256 signature (0.2–1 ms by host) computed on it would stall all of them for that
-//! long.
-//! Hashing threads run under Linux's `SCHED_IDLE` policy: a serving thread that wakes up
-//! takes the CPU from a hash at once, so proxied requests never wait on hashing, and when a
-//! CPU has nothing else to do the hashes get all of it. Where that policy is refused, they
-//! run [`HASHING_NICENESS`] below normal instead. Signing threads run at normal priority,
-//! since a proxied response waits for its token. Database calls stay on the blocking pool.
+//! long. Hashing threads run under Linux's `SCHED_IDLE` policy: a serving thread that wakes
+//! up takes the CPU from a hash at once, so proxied requests never wait on hashing, and
+//! when a CPU has nothing else to do the hashes get all of it. Where that policy is
+//! refused, they run [`HASHING_NICENESS`] below normal instead. Signing threads run at
+//! normal priority, since a proxied response waits for its token. Database calls stay on
+//! the blocking pool.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
