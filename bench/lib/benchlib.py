@@ -4,7 +4,7 @@
   ports N                    print N free TCP ports on 127.0.0.1, one per line
   cpu PID...                 utime+stime of the processes, in clock ticks, summed
   rss PID...                 VmRSS of the processes, in KiB, summed
-  snap PROXY AUX OURS        CPU/RSS snapshot around a run (pid lists as single arguments)
+  snap PROXY AUX OURS        CPU/RSS/preemption snapshot around a run (pid lists as single arguments)
   busy SECONDS               percent of the machine's CPU busy over SECONDS
   wrkjson LOG                the BENCH_JSON object wrk's done hook printed into LOG
   record JSONL key=value...  append one measured run (parses the wrk log named by wrk_log=)
@@ -68,16 +68,33 @@ def rss_kib(pids):
     return total
 
 
+def preemptions(pids):
+    """Involuntary context switches of every thread of `pids`: how often another task took
+    the CPU from them. A thread that ends takes its count with it, so a delta can come out
+    a little low when the proxy's idle helper threads exit during a run."""
+    total = 0
+    for pid in pids:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/status") as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass  # the thread ended between the listing and the read
+    return total
+
+
 def snap(proxy, aux, ours):
     """proxy ticks, aux ticks, all-our-servers ticks, machine busy ticks, steal ticks,
-    proxy RSS KiB: one line, taken around each measured run."""
+    proxy RSS KiB, proxy preemptions: one line, taken around each measured run."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
     busy = v[0] + v[1] + v[2] + v[5] + v[6]  # user nice system irq softirq (not idle/iowait)
     steal = v[7] if len(v) > 7 else 0
     aux_ticks = cpu_ticks(aux.split()) if aux.strip() else -1
     print(cpu_ticks(proxy.split()), aux_ticks, cpu_ticks(ours.split()), busy, steal,
-          rss_kib(proxy.split()))
+          rss_kib(proxy.split()), preemptions(proxy.split()))
 
 
 def busy(seconds):
@@ -116,6 +133,8 @@ def record(path, pairs):
         b = [int(x) for x in rec.pop("snap_before").split()]
         a = [int(x) for x in rec.pop("snap_after").split()]
         rec["cpu_before"], rec["cpu_after"], rec["rss_kib"] = b[0], a[0], a[5]
+        if len(a) > 6 and w["requests"]:
+            rec["preempted_per_req"] = max(a[6] - b[6], 0) / w["requests"]
         if b[1] >= 0:
             rec["aux_cpu_before"], rec["aux_cpu_after"] = b[1], a[1]
         tck, secs, ncpu = int(rec["clk_tck"]), w["duration_us"] / 1e6, int(rec.pop("ncpu"))
@@ -158,6 +177,8 @@ def record(path, pairs):
         line += f" (+{rec['aux_cpu_us_per_req']:.1f} auth server)"
     if "rss_kib" in rec:
         line += f"  rss {rec['rss_kib'] / 1024:6.1f} MiB"
+    if "preempted_per_req" in rec:
+        line += f"  preempted {rec['preempted_per_req']:.2f}/req"
     if rec.get("wrk_cpu_s") and secs:
         line += f"  wrk {rec['wrk_cpu_s'] / secs * 100:3.0f}%"
     if "foreign_cpu_pct" in rec:
@@ -223,6 +244,7 @@ def summarize(d):
                 "cpu_us_per_req": med([r.get("cpu_us_per_req") for r in rs]),
                 "aux_cpu_us_per_req": med([r.get("aux_cpu_us_per_req") for r in rs]),
                 "rss_mib": med([r["rss_kib"] / 1024 for r in rs]),
+                "preempted_per_req": med([r.get("preempted_per_req") for r in rs]),
                 "errors": sum(r["errors"] for r in rs),
                 "other_cpu_pct_max": max((r.get("foreign_cpu_pct", 0) for r in rs), default=0),
                 "steal_pct_max": max((r.get("steal_pct", 0) for r in rs), default=0),
@@ -262,6 +284,16 @@ def summarize(d):
             p(f"| {c}. {label} | {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
               f"| {cpu} | {m['rss_mib']:.1f} | {m['errors']} "
               f"| {wrk_pct} | {m['other_cpu_pct_max']:.1f} / {m['steal_pct_max']:.1f} |")
+
+    # How often the proxy lost its CPU mid-run, per request: where the proxy shares a CPU
+    # with the upstream, each time is a switch to another process and back.
+    pre = [(n, c, medians[f"{c}/{n}"]["preempted_per_req"]) for n in conns for c in CONTENDERS
+           if medians.get(f"{c}/{n}", {}).get("preempted_per_req") is not None]
+    if pre:
+        p("")
+        p("Times the proxy was preempted per request (involuntary context switches, median): "
+          + "; ".join(f"{n} conns: " + ", ".join(f"{c} {v:.2f}" for m, c, v in pre if m == n)
+                      for n in conns if any(m == n for m, _, _ in pre)) + ".")
 
     signed = [(n, medians[f"e/{n}"]["tokens_signed"]) for n in conns
               if medians.get(f"e/{n}", {}).get("tokens_signed")]
