@@ -287,13 +287,14 @@ def summarize(d):
 
     # How often the proxy lost its CPU mid-run, per request: where the proxy shares a CPU
     # with the upstream, each time is a switch to another process and back.
-    pre = [(n, c, medians[f"{c}/{n}"]["preempted_per_req"]) for n in conns for c in CONTENDERS
-           if medians.get(f"{c}/{n}", {}).get("preempted_per_req") is not None]
-    if pre:
+    pre = {n: [(c, medians[f"{c}/{n}"]["preempted_per_req"]) for c in CONTENDERS
+               if medians.get(f"{c}/{n}", {}).get("preempted_per_req") is not None]
+           for n in conns}
+    if any(pre.values()):
         p("")
         p("Times the proxy was preempted per request (involuntary context switches, median): "
-          + "; ".join(f"{n} conns: " + ", ".join(f"{c} {v:.2f}" for m, c, v in pre if m == n)
-                      for n in conns if any(m == n for m, _, _ in pre)) + ".")
+          + "; ".join(f"{n} conns: " + ", ".join(f"{c} {v:.2f}" for c, v in row)
+                      for n, row in pre.items() if row) + ".")
 
     signed = [(n, medians[f"e/{n}"]["tokens_signed"]) for n in conns
               if medians.get(f"e/{n}", {}).get("tokens_signed")]
