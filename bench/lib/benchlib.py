@@ -58,14 +58,17 @@ def cpu_ticks(pids):
     return total
 
 
+def status_value(path, key):
+    """The number after `key:` in a /proc status file (0 when the line is absent)."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+    return sum(status_value(f"/proc/{pid}/status", "VmRSS") for pid in pids)
 
 
 def preemptions(pids):
@@ -76,10 +79,8 @@ def preemptions(pids):
     for pid in pids:
         for task in os.listdir(f"/proc/{pid}/task"):
             try:
-                with open(f"/proc/{pid}/task/{task}/status") as f:
-                    for line in f:
-                        if line.startswith("nonvoluntary_ctxt_switches:"):
-                            total += int(line.split()[1])
+                total += status_value(f"/proc/{pid}/task/{task}/status",
+                                      "nonvoluntary_ctxt_switches")
             except OSError:
                 pass  # the thread ended between the listing and the read
     return total
