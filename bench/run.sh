@@ -13,6 +13,8 @@
 # BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL, BENCH_LOGIN_RUN_S,
 # BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
 # (default "a b c d e"; the curl checks always cover all five).
+# BENCH_HALT_POLL_NS (how long an idle vCPU polls before it halts during the run; default
+# 200000, the kernel's own default; "keep" leaves the machine's setting alone).
 # BENCH_TOLLGATE_BIN (measure this binary instead of building), BENCH_PGO (1: build with
 # profile-guided optimisation through bench/pgo.sh, the default of the full run; 0: a plain
 # `cargo build --release`, the default of --smoke).
@@ -138,10 +140,34 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  # The idle vCPUs' boot setting (see "Idle vCPUs" below), when the run changed it.
+  [[ -n ${HALT_POLL_WAS:-} ]] && { echo "$HALT_POLL_WAS" 2>/dev/null >"$HALT_POLL" || true; }
   if ((OK)); then rm -rf "$WORK"; else echo "bench: logs and configs kept in $WORK" >&2; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------
+# Idle vCPUs. This machine is a KVM guest booted with haltpoll.guest_halt_poll_ns=0: an
+# idle vCPU halts at once, and waking it again (a process on the other CPU writes to a
+# socket it waits on) costs tens of µs in the hypervisor, the same for every contender.
+# At 1 connection that wait, not the proxy, was most of every request's time (see
+# BENCHMARKS.md, "Idle vCPUs"). For the run the script lets an idle vCPU poll for up to
+# HALT_POLL_NS before it halts, as the kernel does by default, and puts the boot setting
+# back on exit. Polling happens in the idle loop: it never counts as a process's CPU time.
+# ---------------------------------------------------------------------------------------
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+HALT_POLL_NS=${BENCH_HALT_POLL_NS:-200000}
+HALT_POLL_WAS=""
+HALT_POLL_USED="not available (no writable $HALT_POLL)"
+[[ $HALT_POLL_NS == keep || $HALT_POLL_NS =~ ^[0-9]+$ ]] ||
+  die "BENCH_HALT_POLL_NS: a number of ns or \"keep\", not '$HALT_POLL_NS'"
+if [[ $HALT_POLL_NS == keep ]]; then
+  [[ -r $HALT_POLL ]] && HALT_POLL_USED="$(<"$HALT_POLL") ns (the machine's setting, kept)"
+elif [[ -w $HALT_POLL ]] && was=$(<"$HALT_POLL") && echo "$HALT_POLL_NS" 2>/dev/null >"$HALT_POLL"; then
+  HALT_POLL_WAS=$was
+  HALT_POLL_USED="$HALT_POLL_NS ns (the machine's setting: $was ns; restored on exit)"
+fi
 
 rm -rf "$OUT/logs"
 mkdir -p "$OUT/logs"
@@ -255,6 +281,7 @@ python3 "$LIB" meta "$OUT/meta.json" \
   "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+dirty')" \
   "tollgate_build=$BUILD" \
   "pinning=proxy under test on CPU $SERVER_CPU, upstream nginx and auth nginx on CPU $BACKEND_CPU, wrk on CPU $LOAD_CPU" \
+  "halt_poll=$HALT_POLL_USED" \
   "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------

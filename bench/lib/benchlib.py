@@ -262,6 +262,7 @@ def summarize(d):
     p(f"Medians of {meta.get('reps', '?')} runs of {meta.get('duration_s', '?')} s each "
       f"(after a {meta.get('warmup_s', '?')} s warm-up), HTTP/1.1 keep-alive, wrk -t1.")
     p("Pinning: " + meta.get("pinning", "?") + ".")
+    p("Idle vCPUs poll before halting (guest_halt_poll_ns): " + meta.get("halt_poll", "?") + ".")
     p("tollgate build: " + meta.get("tollgate_build", "?") + ".")
     p("cpu/req and RSS are of the proxy under test (for a: of the upstream nginx itself).")
     p("wrk CPU %: the load generator's CPU time over the run's length (median); well under 100 "
