@@ -152,9 +152,10 @@ trap 'exit 130' INT TERM
 # idle vCPU halts at once, and waking it again (a process on the other CPU writes to a
 # socket it waits on) costs tens of µs in the hypervisor, the same for every contender.
 # At 1 connection that wait, not the proxy, was most of every request's time (see
-# BENCHMARKS.md, "Idle vCPUs"). For the run the script lets an idle vCPU poll for up to
-# HALT_POLL_NS before it halts, as the kernel does by default, and puts the boot setting
-# back on exit. Polling happens in the idle loop: it never counts as a process's CPU time.
+# BENCHMARKS.md, "Idle vCPUs poll before they halt"). For the run the script lets an idle
+# vCPU poll for up to HALT_POLL_NS before it halts, as the kernel does by default, and puts
+# the boot setting back on exit. Polling happens in the idle loop: it never counts as a
+# process's CPU time.
 # ---------------------------------------------------------------------------------------
 HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALT_POLL_NS=${BENCH_HALT_POLL_NS:-200000}
