@@ -12,7 +12,8 @@
 # BENCH_BACKENDS_WITH_CLIENT, BENCH_QUIET_WAIT_S, BENCH_SESSIONS_BUDGET_S,
 # BENCH_SESSIONS_FIRST, BENCH_SESSIONS_FULL, BENCH_LOGIN_RUN_S,
 # BENCH_PARTS (comma list of matrix, login, sessions; default all three), BENCH_CONTENDERS
-# (default "a b c d e"; the curl checks always cover all five).
+# (default "a b c d e"; the curl checks always cover all five), BENCH_LOGIN_KEPT (0: no
+# login-flood runs with the hashing threads kept to one CPU).
 # BENCH_HALT_POLL_NS (how long an idle vCPU polls before it halts during the run; default
 # 200000, the kernel's own default; "keep" leaves the machine's setting alone).
 # BENCH_TOLLGATE_BIN (measure this binary instead of building), BENCH_PGO (1: build with
@@ -513,30 +514,53 @@ if part login; then
   echo "  authenticated route, 16 connections, without and with a login flood"
   run_wrk "$OUT/logs/quiet-warmup.log" "$LOAD_CPU" -t1 -c16 -d"${WARMUP}s" \
     -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
-  # Quiet and flooded runs alternate, as the matrix's contenders do, so that a slow spell of
-  # the host falls on either alike. Each lasts LOGIN_RUN_S, a whole re-issue interval, so
-  # each re-signs every session's token once: in shorter runs the minute's re-signing
-  # lands in some runs and not others, and would decide their p99s by chance.
-  for rep in $(seq "$REPS"); do
-    run_wrk "$OUT/logs/quiet-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${LOGIN_RUN_S}s" --latency \
-      -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
-    python3 "$LIB" record "$RUNS" phase=quiet contender=e-quiet conns=16 "rep=$rep" \
-      "wrk_log=$OUT/logs/quiet-r$rep.log"
-    # The flood starts 2 s before and ends 2 s after the measured run.
-    run_wrk "$OUT/logs/flooder-r$rep.log" "$LOAD_CPU" -t1 -c4 -d"$((LOGIN_RUN_S + 4))s" --timeout 10s \
-      -s "$BENCH_LUA/login.lua" "$LOGIN_URL/auth/login" -- "$LUSER" "$LPASS" &
-    FLOOD=$!
-    sleep 2
-    run_wrk "$OUT/logs/flood-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${LOGIN_RUN_S}s" --latency \
-      -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$LTOKENS"
-    wait "$FLOOD" || die "login flood wrk failed"
-    python3 "$LIB" record "$RUNS" phase=flood contender=e-flood conns=16 "rep=$rep" \
-      "wrk_log=$OUT/logs/flood-r$rep.log"
-    python3 "$LIB" record "$RUNS" phase=flooder contender=flooder conns=4 "rep=$rep" \
-      "wrk_log=$OUT/logs/flooder-r$rep.log"
-  done
-  python3 "$LIB" loginsum "$OUT" "$HASH_SLOTS"
+  # flood_pairs SUFFIX URL TOKENS: quiet and flooded runs of the authenticated route at 16
+  # connections, alternating as the matrix's contenders do, so that a slow spell of the host
+  # falls on either alike. Each lasts LOGIN_RUN_S, a whole re-issue interval, so each
+  # re-signs every session's token once: in shorter runs the minute's re-signing lands in
+  # some runs and not others, and would decide their p99s by chance.
+  flood_pairs() {
+    local sfx=$1 url=$2 tokens=$3 rep flood
+    for rep in $(seq "$REPS"); do
+      run_wrk "$OUT/logs/quiet$sfx-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${LOGIN_RUN_S}s" --latency \
+        -s "$BENCH_LUA/bearer.lua" "$url/" -- "$tokens"
+      python3 "$LIB" record "$RUNS" "phase=quiet$sfx" "contender=e-quiet$sfx" conns=16 "rep=$rep" \
+        "wrk_log=$OUT/logs/quiet$sfx-r$rep.log"
+      # The flood starts 2 s before and ends 2 s after the measured run.
+      run_wrk "$OUT/logs/flooder$sfx-r$rep.log" "$LOAD_CPU" -t1 -c4 -d"$((LOGIN_RUN_S + 4))s" --timeout 10s \
+        -s "$BENCH_LUA/login.lua" "$url/auth/login" -- "$LUSER" "$LPASS" &
+      flood=$!
+      sleep 2
+      run_wrk "$OUT/logs/flood$sfx-r$rep.log" "$LOAD_CPU" -t1 -c16 -d"${LOGIN_RUN_S}s" --latency \
+        -s "$BENCH_LUA/bearer.lua" "$url/" -- "$tokens"
+      wait "$flood" || die "login flood wrk failed"
+      python3 "$LIB" record "$RUNS" "phase=flood$sfx" "contender=e-flood$sfx" conns=16 "rep=$rep" \
+        "wrk_log=$OUT/logs/flood$sfx-r$rep.log"
+      python3 "$LIB" record "$RUNS" "phase=flooder$sfx" "contender=flooder$sfx" conns=4 "rep=$rep" \
+        "wrk_log=$OUT/logs/flooder$sfx-r$rep.log"
+    done
+  }
+  flood_pairs "" "$LOGIN_URL" "$LTOKENS"
   kill -TERM "$TG_PID"
+  wait "$TG_PID" 2>/dev/null || true
+
+  # The same with the hashing threads kept to SERVER_CPU (`login.hash_cpus`): the serving
+  # threads still use both CPUs, but no hash runs beside wrk and the upstream on LOAD_CPU.
+  # Same number of hashing slots, so the flood still keeps every slot busy.
+  # BENCH_LOGIN_KEPT=0 skips it.
+  if [[ ${BENCH_LOGIN_KEPT:-1} == 1 ]] && ((LOAD_CPU != SERVER_CPU)); then
+    echo "  the same with the hashing threads kept to CPU $SERVER_CPU (login.hash_cpus)"
+    LK=$WORK/login-kept
+    tollgate_conf "$LK" "$P_LOGIN" "$P_LOGIN_ADMIN" "[login]
+hash_cpus = [$SERVER_CPU]"
+    start_tollgate "$LK" "$BOTH_CPUS"
+    python3 "$BENCH/lib/users.py" "$LOGIN_URL" "$N_USERS" "$WORK/login-kept-tokens.txt" l
+    run_wrk "$OUT/logs/quiet-kept-warmup.log" "$LOAD_CPU" -t1 -c16 -d"${WARMUP}s" \
+      -s "$BENCH_LUA/bearer.lua" "$LOGIN_URL/" -- "$WORK/login-kept-tokens.txt"
+    flood_pairs -kept "$LOGIN_URL" "$WORK/login-kept-tokens.txt"
+    kill -TERM "$TG_PID"
+  fi
+  python3 "$LIB" loginsum "$OUT" "$HASH_SLOTS" "$SERVER_CPU"
 fi # part login
 
 if part sessions; then

@@ -9,14 +9,69 @@
 //! refused, they run [`HASHING_NICENESS`] below normal instead. Signing threads run at
 //! normal priority, since a proxied response waits for its token. Database calls stay on
 //! the blocking pool.
+//!
+//! Hashing threads can also be kept to some of the CPUs ([`CpuList`], `login.hash_cpus`).
+//! On some virtual machines a busy thread, whatever its priority, delays other threads'
+//! wake-ups onto its CPU until the next scheduler tick; keeping hashes off the CPUs where
+//! latency-sensitive processes run (an upstream on the same host, say) spares them that.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
 /// How far below the serving threads a hashing thread's priority is (a nice increment) where
 /// `SCHED_IDLE` is refused: under contention a serving thread then gets about seventy times
 /// the CPU of a hashing one.
 pub const HASHING_NICENESS: i32 = 19;
+
+/// A set of CPUs that threads are kept to, each one the process may run on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CpuList(CpuSet);
+
+impl CpuList {
+    /// The CPUs `cpus` names (Linux CPU numbers), if it names at least one and the process
+    /// may run on each; else a message naming what is wrong.
+    pub fn allowed(cpus: &[usize]) -> Result<CpuList, String> {
+        if cpus.is_empty() {
+            return Err("must name at least one CPU".into());
+        }
+        let process = sched_getaffinity(None)
+            .map_err(|e| format!("cannot read the CPUs tollgate may run on: {e}"))?;
+        let mut set = CpuSet::new();
+        for &cpu in cpus {
+            if cpu >= CpuSet::MAX_CPU || !process.is_set(cpu) {
+                return Err(format!(
+                    "CPU {cpu} is not one tollgate may run on (it may run on {})",
+                    CpuList(process).describe()
+                ));
+            }
+            set.set(cpu);
+        }
+        Ok(CpuList(set))
+    }
+
+    /// The CPUs, in order.
+    pub fn cpus(&self) -> Vec<usize> {
+        (0..CpuSet::MAX_CPU).filter(|&c| self.0.is_set(c)).collect()
+    }
+
+    fn describe(&self) -> String {
+        let cpus: Vec<String> = self.cpus().iter().map(usize::to_string).collect();
+        cpus.join(", ")
+    }
+
+    /// Keeps the calling thread to these CPUs.
+    fn apply(&self) -> std::io::Result<()> {
+        sched_setaffinity(None, &self.0).map_err(std::io::Error::from)
+    }
+}
+
+impl std::fmt::Debug for CpuList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuList[{}]", self.describe())
+    }
+}
 
 /// How a kind of crypto thread is scheduled against the serving threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,26 +91,33 @@ pub struct CryptoThreads {
     count: usize,
     name: &'static str,
     priority: Priority,
+    cpus: Option<CpuList>,
     jobs: OnceLock<Mutex<Sender<Job>>>,
 }
 
 impl CryptoThreads {
-    /// `count` password-hashing threads that run only when a CPU is otherwise idle, none
-    /// started yet.
-    pub fn hashing(count: usize) -> CryptoThreads {
-        CryptoThreads::new(count, "tollgate-hash", Priority::Background)
+    /// `count` password-hashing threads that run only when a CPU is otherwise idle, and only
+    /// on `cpus` when given; none started yet.
+    pub fn hashing(count: usize, cpus: Option<CpuList>) -> CryptoThreads {
+        CryptoThreads::new(count, "tollgate-hash", Priority::Background, cpus)
     }
 
     /// `count` token-signing threads at normal priority, none started yet.
     pub fn signing(count: usize) -> CryptoThreads {
-        CryptoThreads::new(count, "tollgate-sign", Priority::Normal)
+        CryptoThreads::new(count, "tollgate-sign", Priority::Normal, None)
     }
 
-    fn new(count: usize, name: &'static str, priority: Priority) -> CryptoThreads {
+    fn new(
+        count: usize,
+        name: &'static str,
+        priority: Priority,
+        cpus: Option<CpuList>,
+    ) -> CryptoThreads {
         CryptoThreads {
             count: count.max(1),
             name,
             priority,
+            cpus,
             jobs: OnceLock::new(),
         }
     }
@@ -82,19 +144,26 @@ impl CryptoThreads {
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..self.count {
             let receiver = receiver.clone();
-            let priority = self.priority;
+            let (priority, cpus) = (self.priority, self.cpus);
             std::thread::Builder::new()
                 .name(self.name.into())
-                .spawn(move || work(&receiver, priority))
+                .spawn(move || work(&receiver, priority, cpus))
                 .map_err(|e| format!("cannot start a {} thread: {e}", self.name))?;
         }
         Ok(sender)
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Job>>, priority: Priority) {
+fn work(receiver: &Mutex<Receiver<Job>>, priority: Priority, cpus: Option<CpuList>) {
     if priority == Priority::Background {
         lower_this_thread();
+    }
+    if let Some(cpus) = cpus
+        && let Err(e) = cpus.apply()
+    {
+        // Checked against the process's CPUs when the settings were built; an operator may
+        // have narrowed them since (`taskset`). The work still runs, wherever it may.
+        tracing::warn!(error = %e, cpus = ?cpus, "could not keep a thread to its CPUs");
     }
     loop {
         let next = receiver
@@ -132,7 +201,7 @@ mod tests {
         let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
         let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
         let kinds = [
-            (CryptoThreads::hashing(2), "tollgate-hash", idle),
+            (CryptoThreads::hashing(2, None), "tollgate-hash", idle),
             (CryptoThreads::signing(1), "tollgate-sign", normal),
         ];
         for (threads, want_name, want_policy) in kinds {
@@ -155,5 +224,54 @@ mod tests {
                 assert_eq!(policy, want_policy, "{want_name}");
             }
         }
+    }
+
+    #[test]
+    fn hashing_threads_stay_on_the_cpus_given() {
+        let process = sched_getaffinity(None).unwrap();
+        let last = (0..CpuSet::MAX_CPU)
+            .rev()
+            .find(|&c| process.is_set(c))
+            .unwrap();
+        let one = CpuList::allowed(&[last]).unwrap();
+        assert_eq!(one.cpus(), [last]);
+        let threads = CryptoThreads::hashing(2, Some(one));
+        let (tx, rx) = channel();
+        for _ in 0..4 {
+            let tx = tx.clone();
+            threads
+                .run(move || tx.send(sched_getaffinity(None).unwrap()).unwrap())
+                .unwrap();
+        }
+        for _ in 0..4 {
+            let seen = rx.recv().unwrap();
+            assert_eq!(seen.count(), 1);
+            assert!(seen.is_set(last));
+        }
+        // The caller keeps every CPU.
+        assert_eq!(sched_getaffinity(None).unwrap(), process);
+    }
+
+    #[test]
+    fn cpu_lists_name_only_cpus_the_process_may_use() {
+        assert_eq!(
+            CpuList::allowed(&[]).unwrap_err(),
+            "must name at least one CPU"
+        );
+        let err = CpuList::allowed(&[CpuSet::MAX_CPU + 1]).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "CPU {} is not one tollgate may run on (it may run on ",
+                CpuSet::MAX_CPU + 1
+            )),
+            "{err}"
+        );
+        let process = sched_getaffinity(None).unwrap();
+        let all: Vec<usize> = (0..CpuSet::MAX_CPU)
+            .filter(|&c| process.is_set(c))
+            .collect();
+        let listed = CpuList::allowed(&all).unwrap();
+        assert_eq!(listed.cpus(), all);
+        assert_eq!(format!("{listed:?}").matches(", ").count(), all.len() - 1);
     }
 }

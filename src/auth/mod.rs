@@ -11,3 +11,5 @@ pub mod redirect;
 pub mod session;
 pub mod token;
 pub mod verified;
+
+pub use crypto_threads::CpuList;

@@ -11,7 +11,7 @@ use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use tokio::sync::Semaphore;
 
-use super::crypto_threads::CryptoThreads;
+use super::crypto_threads::{CpuList, CryptoThreads};
 
 /// Longest password accepted, in bytes; checked before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -71,10 +71,12 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// A hasher with `max_concurrent` slots; computes the dummy hash now (one hash's time).
+    /// A hasher with `max_concurrent` slots whose threads run on `cpus` (default: wherever
+    /// the process may run); computes the dummy hash now (one hash's time).
     pub fn new(
         cost: Argon2Cost,
         max_concurrent: usize,
+        cpus: Option<CpuList>,
         slot_wait: Duration,
     ) -> Result<PasswordHasher, String> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
@@ -86,7 +88,7 @@ impl PasswordHasher {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             slot_wait,
             dummy_hash: dummy_hash.into(),
-            threads: Arc::new(CryptoThreads::hashing(max_concurrent)),
+            threads: Arc::new(CryptoThreads::hashing(max_concurrent, cpus)),
         })
     }
 
@@ -265,7 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify() {
-        let hasher = PasswordHasher::new(cheap(), 2, Duration::from_secs(5)).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 2, None, Duration::from_secs(5)).unwrap();
         let hash = hasher.hash("correct horse battery staple ✓").await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{hash}");
         let ok = hasher
@@ -288,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_user_never_matches_and_changed_cost_asks_for_rehash() {
-        let hasher = PasswordHasher::new(cheap(), 1, Duration::from_secs(5)).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, None, Duration::from_secs(5)).unwrap();
         let none = hasher.verify("anything", None).await.unwrap();
         assert!(!none.matches && !none.needs_rehash);
         let stronger = PasswordHasher::new(
@@ -297,6 +299,7 @@ mod tests {
                 ..cheap()
             },
             1,
+            None,
             Duration::from_secs(5),
         )
         .unwrap();
@@ -373,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn over_long_passwords_are_refused_before_hashing() {
-        let hasher = PasswordHasher::new(cheap(), 1, Duration::from_secs(5)).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, None, Duration::from_secs(5)).unwrap();
         let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
         assert!(matches!(
             hasher.hash(&long).await,
@@ -387,7 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn busy_slots_give_up_after_the_wait() {
-        let hasher = PasswordHasher::new(cheap(), 1, Duration::from_millis(50)).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, None, Duration::from_millis(50)).unwrap();
         let held = hasher.slots.clone().acquire_owned().await.unwrap();
         assert!(matches!(
             hasher.hash("password-1").await,

@@ -238,6 +238,8 @@ pub struct LoginSection {
     pub min_password_length: Spanned<usize>,
     /// Password hashes computed at once; default the CPU count.
     pub max_concurrent_hashes: Option<Spanned<usize>>,
+    /// CPUs the hashing threads may run on; default every CPU tollgate may run on.
+    pub hash_cpus: Option<Spanned<Vec<usize>>>,
     /// How long a login waits for a hashing slot before 503 `serverBusy`.
     #[serde(with = "serde_duration")]
     pub hash_wait: Duration,
@@ -253,6 +255,7 @@ impl Default for LoginSection {
             registration: true,
             min_password_length: Spanned::new(0..0, 8),
             max_concurrent_hashes: None,
+            hash_cpus: None,
             hash_wait: Duration::from_secs(2),
             allowed_redirect_hosts: Vec::new(),
             argon2: Argon2Section::default(),

@@ -15,6 +15,7 @@ use super::error::ConfigError;
 use super::file::{
     CookiesSection, FileConfig, LogFormat, LoginSection, RouteSection, TokensSection,
 };
+use crate::auth::CpuList;
 use crate::auth::keys::{Algorithm, Keyring};
 use crate::auth::password::{Argon2Cost, PasswordHasher};
 use crate::auth::token::TokenRules;
@@ -532,7 +533,14 @@ impl Validator<'_> {
             iterations: section.argon2.iterations,
             parallelism: section.argon2.parallelism,
         };
-        let hasher = PasswordHasher::new(cost, slots, section.hash_wait)
+        let cpus = match &section.hash_cpus {
+            Some(list) => Some(
+                CpuList::allowed(list.get_ref())
+                    .map_err(|msg| self.error(list, "login.hash_cpus", msg))?,
+            ),
+            None => None,
+        };
+        let hasher = PasswordHasher::new(cost, slots, cpus, section.hash_wait)
             .map_err(|msg| ConfigError::at(self.path, self.text, None, "login.argon2", msg))?;
         Ok(LoginSettings {
             registration: section.registration,

@@ -153,6 +153,27 @@ fn bad_values_are_refused() {
 }
 
 #[test]
+fn hash_cpus_must_name_cpus_tollgate_may_run_on() {
+    for (list, want) in [
+        ("[]", "must name at least one CPU"),
+        ("[65536]", "CPU 65536 is not one tollgate may run on"),
+    ] {
+        let config = Config::new()
+            .section(&format!("[login]\nhash_cpus = {list}"))
+            .route("/", "http://127.0.0.1:3000")
+            .build();
+        let line = config
+            .lines()
+            .position(|l| l.starts_with("hash_cpus"))
+            .unwrap()
+            + 1;
+        let (msg, path, _dir) = load_err(&config);
+        assert_location(&msg, &path, line, "login.hash_cpus");
+        assert!(msg.contains(want), "{want:?} not in: {msg}");
+    }
+}
+
+#[test]
 fn a_missing_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.toml");

@@ -141,6 +141,48 @@ async fn an_overlong_password_is_refused_without_hashing() {
     }
 }
 
+/// `login.hash_cpus` keeps the hashing threads to the CPUs named; sign-in works as ever.
+#[tokio::test]
+async fn hashing_threads_keep_to_the_cpus_configured() {
+    let process = rustix::thread::sched_getaffinity(None).unwrap();
+    let last = (0..rustix::thread::CpuSet::MAX_CPU)
+        .rev()
+        .find(|&c| process.is_set(c))
+        .unwrap();
+    let login = format!(
+        "[login]\nhash_cpus = [{last}]\n\n\
+         [login.argon2]\nmemory_kib = 1024\niterations = 1\nparallelism = 1"
+    );
+    for b in each_backend().await {
+        let gate = Gate::start(&on_db(&b, "").section(&login).route("/", &dead_upstream())).await;
+        register(&gate, "kept").await;
+        let body = json!({"username": "kept", "password": PASSWORD});
+        assert_eq!(login_as(&gate, &body).await.status(), 200, "{}", b.name);
+        // No other test keeps hashing threads to a CPU, so a hashing thread of this process
+        // on that CPU alone is one of this gateway's.
+        let kept_to_last = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let dir = task.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                let status = std::fs::read_to_string(dir.join("status")).ok()?;
+                let allowed = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+                    .trim()
+                    .to_owned();
+                (comm.trim() == "tollgate-hash").then_some(allowed)
+            })
+            .filter(|allowed| *allowed == last.to_string())
+            .count();
+        assert!(
+            kept_to_last >= 1,
+            "{}: no hashing thread on CPU {last} alone",
+            b.name
+        );
+    }
+}
+
 #[tokio::test]
 async fn form_login_sets_the_access_cookie_and_redirects_to_a_safe_rd() {
     for b in each_backend().await {
