@@ -141,7 +141,8 @@ async fn an_overlong_password_is_refused_without_hashing() {
     }
 }
 
-/// `login.hash_cpus` keeps the hashing threads to the CPUs named; sign-in works as ever.
+/// `login.hash_cpus`, set by a reload, keeps the new hashing threads to the CPUs named;
+/// sign-in works as ever.
 #[tokio::test]
 async fn hashing_threads_keep_to_the_cpus_configured() {
     let process = rustix::thread::sched_getaffinity(None).unwrap();
@@ -149,17 +150,22 @@ async fn hashing_threads_keep_to_the_cpus_configured() {
         .rev()
         .find(|&c| process.is_set(c))
         .unwrap();
-    let login = format!(
-        "[login]\nhash_cpus = [{last}]\n\n\
-         [login.argon2]\nmemory_kib = 1024\niterations = 1\nparallelism = 1"
-    );
+    let cheap = "[login.argon2]\nmemory_kib = 1024\niterations = 1\nparallelism = 1";
     for b in each_backend().await {
-        let gate = Gate::start(&on_db(&b, "").section(&login).route("/", &dead_upstream())).await;
+        let config = |login: &str| {
+            on_db(&b, "")
+                .section(&format!("[login]\n{login}\n\n{cheap}"))
+                .route("/", &dead_upstream())
+        };
+        let gate = Gate::start(&config("")).await;
         register(&gate, "kept").await;
+        gate.gw
+            .rewrite_config(&config(&format!("hash_cpus = [{last}]")).build());
+        gate.gw.reload().unwrap_or_else(|e| panic!("{e}"));
         let body = json!({"username": "kept", "password": PASSWORD});
         assert_eq!(login_as(&gate, &body).await.status(), 200, "{}", b.name);
         // No other test keeps hashing threads to a CPU, so a hashing thread of this process
-        // on that CPU alone is one of this gateway's.
+        // on that CPU alone is one of this gateway's new ones.
         let kept_to_last = std::fs::read_dir("/proc/self/task")
             .unwrap()
             .filter_map(|task| {
