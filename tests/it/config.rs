@@ -15,6 +15,11 @@ fn write(config: &str) -> (TempDir, PathBuf) {
     (dir, path)
 }
 
+/// The 1-based number of the first line of `config` that starts with `prefix`.
+fn line_of(config: &str, prefix: &str) -> usize {
+    config.lines().position(|l| l.starts_with(prefix)).unwrap() + 1
+}
+
 fn load_err(config: &str) -> (String, PathBuf, TempDir) {
     let (dir, path) = write(config);
     let err = Settings::load(&path).expect_err("a bad config loaded");
@@ -91,11 +96,7 @@ fn unknown_key_names_file_line_and_key() {
     let config = Config::new()
         .route_with("/", "http://127.0.0.1:3000", "upstream_timeout = \"5s\"")
         .build();
-    let line = config
-        .lines()
-        .position(|l| l.starts_with("upstream_timeout"))
-        .unwrap()
-        + 1;
+    let line = line_of(&config, "upstream_timeout");
     let (msg, path, _dir) = load_err(&config);
     assert_location(&msg, &path, line, "upstream_timeout");
 }
@@ -106,11 +107,7 @@ fn bad_duration_names_file_line_and_key() {
         .server("shutdown_timeout = \"30 parsecs\"")
         .route("/", "http://127.0.0.1:3000")
         .build();
-    let line = config
-        .lines()
-        .position(|l| l.starts_with("shutdown_timeout"))
-        .unwrap()
-        + 1;
+    let line = line_of(&config, "shutdown_timeout");
     let (msg, path, _dir) = load_err(&config);
     assert_location(&msg, &path, line, "shutdown_timeout");
 }
@@ -162,11 +159,7 @@ fn hash_cpus_must_name_cpus_tollgate_may_run_on() {
             .section(&format!("[login]\nhash_cpus = {list}"))
             .route("/", "http://127.0.0.1:3000")
             .build();
-        let line = config
-            .lines()
-            .position(|l| l.starts_with("hash_cpus"))
-            .unwrap()
-            + 1;
+        let line = line_of(&config, "hash_cpus");
         let (msg, path, _dir) = load_err(&config);
         assert_location(&msg, &path, line, "login.hash_cpus");
         assert!(msg.contains(want), "{want:?} not in: {msg}");
