@@ -36,19 +36,26 @@ impl CpuList {
         if cpus.is_empty() {
             return Err("must name at least one CPU".into());
         }
-        let process = sched_getaffinity(None)
+        let process = CpuList::of_process()
             .map_err(|e| format!("cannot read the CPUs tollgate may run on: {e}"))?;
         let mut set = CpuSet::new();
         for &cpu in cpus {
-            if cpu >= CpuSet::MAX_CPU || !process.is_set(cpu) {
+            if cpu >= CpuSet::MAX_CPU || !process.0.is_set(cpu) {
                 return Err(format!(
                     "CPU {cpu} is not one tollgate may run on (it may run on {})",
-                    CpuList(process).describe()
+                    process.describe()
                 ));
             }
             set.set(cpu);
         }
         Ok(CpuList(set))
+    }
+
+    /// The CPUs the calling thread may run on (the process's, unless narrowed for it).
+    pub fn of_process() -> std::io::Result<CpuList> {
+        sched_getaffinity(None)
+            .map(CpuList)
+            .map_err(std::io::Error::from)
     }
 
     /// The CPUs, in order.
@@ -228,11 +235,8 @@ mod tests {
 
     #[test]
     fn hashing_threads_stay_on_the_cpus_given() {
-        let process = sched_getaffinity(None).unwrap();
-        let last = (0..CpuSet::MAX_CPU)
-            .rev()
-            .find(|&c| process.is_set(c))
-            .unwrap();
+        let process = CpuList::of_process().unwrap();
+        let last = *process.cpus().last().unwrap();
         let one = CpuList::allowed(&[last]).unwrap();
         assert_eq!(one.cpus(), [last]);
         let threads = CryptoThreads::hashing(2, Some(one));
@@ -240,16 +244,14 @@ mod tests {
         for _ in 0..4 {
             let tx = tx.clone();
             threads
-                .run(move || tx.send(sched_getaffinity(None).unwrap()).unwrap())
+                .run(move || tx.send(CpuList::of_process().unwrap()).unwrap())
                 .unwrap();
         }
         for _ in 0..4 {
-            let seen = rx.recv().unwrap();
-            assert_eq!(seen.count(), 1);
-            assert!(seen.is_set(last));
+            assert_eq!(rx.recv().unwrap().cpus(), [last]);
         }
         // The caller keeps every CPU.
-        assert_eq!(sched_getaffinity(None).unwrap(), process);
+        assert_eq!(CpuList::of_process().unwrap(), process);
     }
 
     #[test]
@@ -266,10 +268,7 @@ mod tests {
             )),
             "{err}"
         );
-        let process = sched_getaffinity(None).unwrap();
-        let all: Vec<usize> = (0..CpuSet::MAX_CPU)
-            .filter(|&c| process.is_set(c))
-            .collect();
+        let all = CpuList::of_process().unwrap().cpus();
         let listed = CpuList::allowed(&all).unwrap();
         assert_eq!(listed.cpus(), all);
         assert_eq!(format!("{listed:?}").matches(", ").count(), all.len() - 1);
