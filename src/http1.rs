@@ -4,10 +4,12 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::clock::{Clock, SystemClock};
 
 /// The most header fields accepted in one message head, as hyper accepts.
 pub const MAX_HEADERS: usize = 100;
@@ -124,14 +126,12 @@ thread_local! {
 
 /// The current time as an HTTP `Date` value (RFC 9110 §5.6.7).
 pub fn date() -> HeaderValue {
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
+    // The clock every expiry reads: cheap, and exact to the second a `Date` shows.
+    let since_epoch = SystemClock.now();
+    let second = since_epoch.as_secs();
     DATE.with_borrow_mut(|(cached_second, value)| {
         if *cached_second != second {
-            let text = httpdate::fmt_http_date(now);
+            let text = httpdate::fmt_http_date(UNIX_EPOCH + since_epoch);
             if let Ok(fresh) = HeaderValue::from_str(&text) {
                 *value = fresh;
                 *cached_second = second;
@@ -220,6 +220,7 @@ mod tests {
 
     #[test]
     fn the_date_is_an_http_date() {
+        use std::time::{Duration, SystemTime};
         let date = date();
         let parsed = httpdate::parse_http_date(date.to_str().unwrap()).unwrap();
         let off = SystemTime::now().duration_since(parsed).unwrap_or_default();

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, AUTHORIZATION, CACHE_CONTROL, SET_COOKIE};
+use http::header::{
+    ACCESS_CONTROL_EXPOSE_HEADERS, AUTHORIZATION, CACHE_CONTROL, Entry, SET_COOKIE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::error::GatewayError;
@@ -205,12 +207,15 @@ pub async fn add_current_token(
 
 /// Marks a response as cacheable by the browser alone.
 fn make_private(headers: &mut HeaderMap) {
-    if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
-        return;
-    }
-    let existing: Vec<String> = headers
-        .get_all(CACHE_CONTROL)
+    // One lookup for the usual response, which has no cache policy of its own.
+    let mut policy = match headers.entry(CACHE_CONTROL) {
+        Entry::Vacant(none) => {
+            none.insert(HeaderValue::from_static("private"));
+            return;
+        }
+        Entry::Occupied(policy) => policy,
+    };
+    let existing: Vec<String> = policy
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -228,7 +233,7 @@ fn make_private(headers: &mut HeaderMap) {
     let mut directives = vec!["private".to_string()];
     directives.extend(existing);
     if let Ok(value) = HeaderValue::from_str(&directives.join(", ")) {
-        headers.insert(CACHE_CONTROL, value);
+        policy.insert(value);
     }
 }
 
