@@ -2,9 +2,9 @@
 //! they agree on keys, role encoding and timestamps.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::StoreError;
+use crate::clock::{Clock, SystemClock};
 
 /// The columns every user query selects, in the order [`UserRow`] expects.
 pub const USER_COLUMNS: &str =
@@ -29,11 +29,10 @@ pub fn login_column(login: &str) -> &'static str {
     }
 }
 
-/// Seconds since the Unix epoch by the system clock; 0 if the clock is before 1970.
+/// Seconds since the Unix epoch by the system clock (the one sessions and tokens read, so
+/// that stored timestamps and expiry agree); 0 if the clock is before 1970.
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(SystemClock.now_secs()).unwrap_or(i64::MAX)
 }
 
 /// Encodes a role set as a JSON array. JSON rather than a separator-joined list so that a
