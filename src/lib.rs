@@ -21,6 +21,7 @@ pub mod server;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub(crate) mod write_buffer;
 
 /// The body type of every response tollgate produces, proxied or its own.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

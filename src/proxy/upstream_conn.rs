@@ -22,6 +22,7 @@ use super::headers;
 use super::passed::PassedFields;
 use crate::BoxError;
 use crate::http1::{LocatedFields, MAX_HEADERS};
+use crate::write_buffer::WriteBuffer;
 
 /// The largest response head (status line and headers) accepted from an upstream.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -34,8 +35,6 @@ pub(crate) struct UpstreamConn {
     stream: TcpStream,
     /// Bytes received and not yet consumed.
     pub(crate) buf: BytesMut,
-    /// The request head being written; its allocation is kept between requests.
-    head: Vec<u8>,
     /// Where the fields of the response head being read lie; kept likewise.
     located: LocatedFields,
 }
@@ -98,7 +97,6 @@ impl UpstreamConn {
         Ok(UpstreamConn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
-            head: Vec::with_capacity(1024),
             located: LocatedFields::default(),
         })
     }
@@ -130,11 +128,12 @@ impl UpstreamConn {
         added: &AddedFields,
         authority: &Authority,
     ) -> Result<Head, ExchangeError> {
-        encode_head(request, added, authority, &mut self.head);
-        self.stream
-            .write_all(&self.head)
-            .await
-            .map_err(ExchangeError::Closed)?;
+        // Written from the thread's buffer, which goes back before the response is awaited.
+        let mut head = WriteBuffer::lend();
+        encode_head(request, added, authority, &mut head);
+        let sent = self.stream.write_all(&head).await;
+        drop(head);
+        sent.map_err(ExchangeError::Closed)?;
         let mut received = false;
         loop {
             // Nothing to parse before the first read (the buffer is empty between responses).

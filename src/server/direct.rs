@@ -30,6 +30,7 @@ use crate::gateway::handle::{ConnInfo, Gateway};
 use crate::http1::{LocatedFields, MAX_HEADERS};
 use crate::proxy::link::UpstreamLink;
 use crate::proxy::passed::PassedFields;
+use crate::write_buffer::WriteBuffer;
 use crate::{Body, BoxError, http1};
 
 /// How much is read from the client at once.
@@ -38,8 +39,6 @@ const READ_CHUNK: usize = 8 * 1024;
 const WRITE_BATCH: usize = 64 * 1024;
 /// Body data at least this large is written as it is rather than copied into the batch.
 const WRITE_THROUGH: usize = 16 * 1024;
-/// The write buffer a connection keeps between requests; a larger one is given back.
-const KEPT_WRITE_BUFFER: usize = 16 * 1024;
 
 /// How a connection left the direct path.
 pub(crate) enum Served<IO> {
@@ -105,7 +104,6 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = Vec::with_capacity(READ_CHUNK);
     let mut spare = Spare::default();
     let mut head_deadline = Deadline::new();
     // Waited on beside every head read; kept, so it is not set up anew each time.
@@ -136,16 +134,12 @@ where
             .await;
         let close = asked_close || stop.is_cancelled();
         let (parts, body) = response.into_parts();
-        let written = write_response(&mut io, &mut out, &parts, body, head_request, close).await;
+        let written = write_response(&mut io, &parts, body, head_request, close).await;
         // Values hold on to the buffers they were read into; let those go now.
         spare.headers = parts.headers;
         spare.extensions = parts.extensions;
         spare.headers.clear();
         spare.extensions.clear();
-        if out.capacity() > KEPT_WRITE_BUFFER {
-            // An idle connection should not hold on to what a large response needed.
-            out = Vec::with_capacity(READ_CHUNK);
-        }
         if close || written.is_err() {
             if let Err(e) = written {
                 tracing::debug!(peer = %conn.peer, error = %e, "response not sent in full");
@@ -311,12 +305,11 @@ enum Framing {
     Chunked,
 }
 
-/// Writes `response`. A body that fails, or disagrees with its own `Content-Length`, is an
-/// error: the connection must then close, so the client cannot take a cut-off body for a
-/// complete one.
+/// Writes `response`, gathered in the thread's [`WriteBuffer`]. A body that fails, or
+/// disagrees with its own `Content-Length`, is an error: the connection must then close, so
+/// the client cannot take a cut-off body for a complete one.
 async fn write_response<IO>(
     io: &mut IO,
-    out: &mut Vec<u8>,
     parts: &response::Parts,
     mut body: Body,
     head_request: bool,
@@ -326,7 +319,8 @@ where
     IO: AsyncWrite + Unpin,
 {
     let status = parts.status;
-    out.clear();
+    let mut out = WriteBuffer::lend();
+    let out = &mut *out;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
