@@ -160,16 +160,62 @@ fn sign_for_session(
     IssuedToken::new(jwt, now, exp).map_err(|e| TokenError::Signing(e.to_string()))
 }
 
-/// Adds the current token to a successful authenticated response: `GN-Access-Token`
-/// (re-signed at most once per `reissue_interval`, on a signing thread), the CORS
-/// exposure, a cookie for browsers when the token is new, and a cache policy that keeps it
-/// out of shared caches.
-pub async fn add_current_token(
+/// The fields the current token puts on a successful authenticated response, other than a
+/// cookie: `GN-Access-Token`, its CORS exposure, and `Cache-Control: private` when the
+/// response had no cache policy of its own. The direct HTTP/1.1 writer writes them after
+/// the map's fields, which saves putting three fields into the map on every request;
+/// everything else merges them into the map ([`TokenFields::merge_into`]).
+#[derive(Debug, Clone)]
+pub struct TokenFields {
+    /// The current access token.
+    token: HeaderValue,
+    /// Whether `Cache-Control: private` is still to be added (a policy the response had
+    /// was made private in its map already).
+    add_private: bool,
+}
+
+/// The value of `Access-Control-Expose-Headers` that exposes the token header.
+const EXPOSE_TOKEN: &str = "GN-Access-Token";
+/// The cache policy of a response that had none.
+const PRIVATE: &str = "private";
+
+impl TokenFields {
+    /// Puts the fields into `headers`: the token replaces any token field there, the
+    /// exposure joins any there, and the cache policy is set if it is still to be added.
+    pub fn merge_into(self, headers: &mut HeaderMap) {
+        headers.insert(GN_ACCESS_TOKEN.clone(), self.token);
+        headers.append(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_TOKEN),
+        );
+        if self.add_private {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static(PRIVATE));
+        }
+    }
+
+    /// Appends the fields to `out` as HTTP/1.1 field lines, for a response whose map holds
+    /// no token field of its own (the upstream's was removed) and, when the cache policy is
+    /// still to be added, no `Cache-Control`.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"gn-access-token: ");
+        out.extend_from_slice(self.token.as_bytes());
+        out.extend_from_slice(b"\r\naccess-control-expose-headers: GN-Access-Token\r\n");
+        if self.add_private {
+            out.extend_from_slice(b"cache-control: private\r\n");
+        }
+    }
+}
+
+/// The current token for a successful authenticated response whose fields are `headers`
+/// (re-signed at most once per `reissue_interval`, on a signing thread): the fields it puts
+/// on the response ([`TokenFields`]) are returned, the rest is done to `headers` (a cookie
+/// for browsers when the token is new, a cache policy the response had made private).
+pub async fn current_token(
     settings: &Arc<Settings>,
     identity: &Identity,
     auth: &Authenticated,
     headers: &mut HeaderMap,
-) -> Result<(), GatewayError> {
+) -> Result<TokenFields, GatewayError> {
     let now = identity.clock.now_secs();
     let reissue = settings.tokens.reissue_interval.as_secs();
     let (token, new) = match auth.token.handed_out(now, reissue) {
@@ -189,12 +235,11 @@ pub async fn add_current_token(
             (token, new)
         }
     };
-    headers.insert(GN_ACCESS_TOKEN.clone(), token.header.clone());
-    headers.append(
-        ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("GN-Access-Token"),
-    );
-    make_private(headers);
+    // The usual response has no cache policy of its own; one it has is made private here.
+    let add_private = !headers.contains_key(CACHE_CONTROL);
+    if !add_private {
+        make_private(headers);
+    }
     let max_age = token.exp.saturating_sub(now);
     if auth.via_cookie
         && new
@@ -202,6 +247,23 @@ pub async fn add_current_token(
     {
         headers.append(SET_COOKIE, cookie);
     }
+    Ok(TokenFields {
+        token: token.header,
+        add_private,
+    })
+}
+
+/// Adds the current token to a successful authenticated response ([`current_token`], its
+/// fields merged into `headers`).
+pub async fn add_current_token(
+    settings: &Arc<Settings>,
+    identity: &Identity,
+    auth: &Authenticated,
+    headers: &mut HeaderMap,
+) -> Result<(), GatewayError> {
+    current_token(settings, identity, auth, headers)
+        .await?
+        .merge_into(headers);
     Ok(())
 }
 
@@ -210,7 +272,7 @@ fn make_private(headers: &mut HeaderMap) {
     // One lookup for the usual response, which has no cache policy of its own.
     let mut policy = match headers.entry(CACHE_CONTROL) {
         Entry::Vacant(none) => {
-            none.insert(HeaderValue::from_static("private"));
+            none.insert(HeaderValue::from_static(PRIVATE));
             return;
         }
         Entry::Occupied(policy) => policy,
@@ -230,7 +292,7 @@ fn make_private(headers: &mut HeaderMap) {
             !d.is_empty() && name != "public" && name != "s-maxage" && name != "private"
         })
         .collect();
-    let mut directives = vec!["private".to_string()];
+    let mut directives = vec![PRIVATE.to_string()];
     directives.extend(existing);
     if let Ok(value) = HeaderValue::from_str(&directives.join(", ")) {
         policy.insert(value);
@@ -266,6 +328,52 @@ mod tests {
     fn the_response_rules_know_the_token_header() {
         let name = GN_ACCESS_TOKEN.as_str().as_bytes();
         assert!(crate::proxy::headers::response_rules_touch(name));
+    }
+
+    #[test]
+    fn the_token_fields_say_the_same_beside_the_map_as_in_it() {
+        let fields = TokenFields {
+            token: HeaderValue::from_static("a.b.c"),
+            add_private: true,
+        };
+        let mut written = Vec::new();
+        fields.write_to(&mut written);
+        assert_eq!(
+            written,
+            b"gn-access-token: a.b.c\r\n\
+              access-control-expose-headers: GN-Access-Token\r\n\
+              cache-control: private\r\n"
+        );
+        let mut map = HeaderMap::new();
+        map.append(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("X-Request-Id"),
+        );
+        fields.clone().merge_into(&mut map);
+        assert_eq!(map[&GN_ACCESS_TOKEN], "a.b.c");
+        let exposed: Vec<_> = map.get_all(ACCESS_CONTROL_EXPOSE_HEADERS).iter().collect();
+        assert_eq!(exposed, ["X-Request-Id", "GN-Access-Token"]);
+        assert_eq!(map[CACHE_CONTROL], "private");
+
+        // A policy the response had was made private in its map; none is added beside it.
+        let made_private = TokenFields {
+            add_private: false,
+            ..fields
+        };
+        let mut written = Vec::new();
+        made_private.write_to(&mut written);
+        assert!(
+            !String::from_utf8(written)
+                .unwrap()
+                .contains("cache-control")
+        );
+        let mut map = HeaderMap::new();
+        map.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=5"),
+        );
+        made_private.merge_into(&mut map);
+        assert_eq!(map[CACHE_CONTROL], "private, max-age=5");
     }
 
     #[test]

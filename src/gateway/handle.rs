@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, HOST, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 
-use super::authenticate::{add_current_token, authenticate, authorise, presented_token};
+use super::authenticate::{TokenFields, authenticate, authorise, current_token, presented_token};
 use super::error::{GatewayError, full, wants_html};
 use super::forward::{asks_upgrade, forward, prepare_upstream_request};
 use super::path::{canonicalise, under_prefix};
@@ -76,6 +76,9 @@ pub(crate) struct RequestContext {
     /// The client's `Authorization` value when it came beside the header map rather than
     /// in it (see [`Gateway::respond`]).
     pub authorization: Option<Bytes>,
+    /// The current token's fields for the response, once an authenticated request has
+    /// been answered (see [`Gateway::respond`]).
+    pub token_fields: Option<TokenFields>,
 }
 
 impl Gateway {
@@ -107,7 +110,10 @@ impl Gateway {
         link: Option<&UpstreamLink>,
     ) -> Response<Body> {
         let html = wants_html(request.headers());
-        let mut response = self.respond(request, None, conn, link).await;
+        let (mut response, token_fields) = self.respond(request, None, conn, link).await;
+        if let Some(fields) = token_fields {
+            fields.merge_into(response.headers_mut());
+        }
         if let Some(passed) = response.extensions_mut().remove::<PassedFields>()
             && let Err(e) = passed.merge_into(response.headers_mut())
         {
@@ -118,8 +124,9 @@ impl Gateway {
         response
     }
 
-    /// [`handle`](Self::handle) for a writer of HTTP/1.1 that writes the upstream fields a
-    /// response may carry beside its map ([`PassedFields`], in its extensions) itself.
+    /// [`handle`](Self::handle) for a writer of HTTP/1.1 that writes the fields a response
+    /// may carry beside its map itself: the upstream's ([`PassedFields`], in its
+    /// extensions) and the current token's ([`TokenFields`], returned beside it).
     /// `authorization` is the request's one `Authorization` field when the reader kept it
     /// beside the header map (it is then not in the map): it authenticates the request,
     /// and goes upstream only where one in the map would.
@@ -129,7 +136,7 @@ impl Gateway {
         authorization: Option<Bytes>,
         conn: ConnInfo,
         link: Option<&UpstreamLink>,
-    ) -> Response<Body> {
+    ) -> (Response<Body>, Option<TokenFields>) {
         // The clock is read for the access log line only, and only when it is written.
         let started =
             tracing::enabled!(target: "tollgate::access", tracing::Level::INFO).then(Instant::now);
@@ -152,10 +159,13 @@ impl Gateway {
             route: None,
             path: None,
             authorization,
+            token_fields: None,
         };
         let response = match self.phases(&mut ctx, request, html, link).await {
             Ok(response) => response,
             Err(error) => {
+                // An error response never carries a token.
+                ctx.token_fields = None;
                 let (status, code) = error.status_and_code();
                 if status.is_server_error() {
                     tracing::warn!(%status, code, error = %ErrorChain(&error), "request failed");
@@ -194,7 +204,7 @@ impl Gateway {
             upstream = %ctx.route.as_ref().map(|r| r.upstream.to_string()).unwrap_or_else(|| "-".into()),
             client = %ctx.forwarded.client_ip,
         );
-        response
+        (response, ctx.token_fields)
     }
 
     async fn phases(
@@ -258,7 +268,9 @@ impl Gateway {
         )
         .await?;
         if let Some(auth) = &auth {
-            add_current_token(&ctx.settings, &self.identity, auth, response.headers_mut()).await?;
+            let fields =
+                current_token(&ctx.settings, &self.identity, auth, response.headers_mut()).await?;
+            ctx.token_fields = Some(fields);
         }
         Ok(response)
     }

@@ -26,6 +26,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::sniff::Sniffed;
 use crate::deadline::Deadline;
+use crate::gateway::authenticate::TokenFields;
 use crate::gateway::handle::{ConnInfo, Gateway};
 use crate::http1::{LocatedFields, MAX_HEADERS};
 use crate::proxy::link::UpstreamLink;
@@ -129,12 +130,16 @@ where
         };
         let head_request = request.method() == Method::HEAD;
         // Some of the upstream's fields may come beside the map; `write_response` writes them.
-        let response = gateway
+        let (response, token_fields) = gateway
             .respond(request, authorization, conn.clone(), Some(link))
             .await;
         let close = asked_close || stop.is_cancelled();
         let (parts, body) = response.into_parts();
-        let written = write_response(&mut io, &parts, body, head_request, close).await;
+        let beside = Beside {
+            token: token_fields.as_ref(),
+            close,
+        };
+        let written = write_response(&mut io, &parts, body, head_request, beside).await;
         // Values hold on to the buffers they were read into; let those go now.
         spare.headers = parts.headers;
         spare.extensions = parts.extensions;
@@ -294,6 +299,13 @@ fn empty() -> Body {
         .boxed()
 }
 
+/// What a response's head carries beside its map: the current token's fields, and whether
+/// the connection closes after it.
+struct Beside<'a> {
+    token: Option<&'a TokenFields>,
+    close: bool,
+}
+
 /// How the response body is framed on the wire.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -313,7 +325,7 @@ async fn write_response<IO>(
     parts: &response::Parts,
     mut body: Body,
     head_request: bool,
-    close: bool,
+    Beside { token, close }: Beside<'_>,
 ) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
@@ -362,6 +374,9 @@ where
     let passed = parts.extensions.get::<PassedFields>();
     if let Some(passed) = passed {
         passed.write_to(out);
+    }
+    if let Some(token) = token {
+        token.write_to(out);
     }
     if !(passed.is_some_and(PassedFields::has_date) || parts.headers.contains_key(DATE)) {
         out.extend_from_slice(b"date: ");

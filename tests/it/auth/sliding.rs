@@ -30,6 +30,36 @@ fn assert_token_headers(resp: &reqwest::Response, what: &str) -> String {
 }
 
 #[tokio::test]
+async fn responses_to_requests_with_and_without_a_body_carry_the_same_token_headers() {
+    for b in each_backend().await {
+        let up = TestUpstream::start().await;
+        let gate = Gate::start(&protected(&b, &up)).await;
+        register(&gate, "bodied").await;
+        let token = login(&gate, "bodied").await;
+        let client = http();
+        // Without a body the direct HTTP/1.1 path answers; with one, hyper does.
+        let requests = [
+            ("without a body", client.get(gate.url("/app/plain"))),
+            (
+                "with a body",
+                client.post(gate.url("/app/form")).body("a=1"),
+            ),
+        ];
+        for (what, request) in requests {
+            let what = format!("{} {what}", b.name);
+            let resp = request.bearer_auth(&token).send().await.unwrap();
+            assert_eq!(assert_token_headers(&resp, &what), token, "{what}");
+            assert_eq!(header_all(&resp, "gn-access-token").len(), 1, "{what}");
+            assert_eq!(
+                header_all(&resp, "cache-control"),
+                ["private"],
+                "{what}: the upstream set no policy of its own"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_token_is_reused_within_the_reissue_interval_then_renewed() {
     for b in each_backend().await {
         let up = TestUpstream::start().await;
