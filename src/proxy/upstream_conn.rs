@@ -35,7 +35,8 @@ pub(crate) struct UpstreamConn {
     stream: TcpStream,
     /// Bytes received and not yet consumed.
     pub(crate) buf: BytesMut,
-    /// Where the fields of the response head being read lie; kept likewise.
+    /// Where the fields of the response head being read lie; kept between responses, so
+    /// its room is allocated once.
     located: LocatedFields,
 }
 
