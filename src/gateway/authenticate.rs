@@ -269,7 +269,8 @@ pub async fn add_current_token(
 
 /// Marks a response as cacheable by the browser alone.
 fn make_private(headers: &mut HeaderMap) {
-    // One lookup for the usual response, which has no cache policy of its own.
+    // `current_token` only calls this for a response with a policy of its own (one with
+    // none gets `private` beside the map); a map without one still gets `private` here.
     let mut policy = match headers.entry(CACHE_CONTROL) {
         Entry::Vacant(none) => {
             none.insert(HeaderValue::from_static(PRIVATE));
